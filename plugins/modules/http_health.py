@@ -1,0 +1,404 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) lowspec.bluegreen contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: http_health
+short_description: Wait until an HTTP(S) endpoint is healthy, strictly and within bounded time
+version_added: 0.1.0
+description:
+  - Sends requests to O(url) until it answers healthy O(successes) times in a row, and fails otherwise.
+  - An answer is healthy when its status is in O(status_codes) and, if set, its body matches O(body_regex)
+    and its JSON body matches every field of O(json_match). Everything else is a failed attempt
+    (connection refused, timeout, DNS failure, TLS error, wrong status, body mismatch, invalid JSON),
+    each reported with its own readable message.
+  - A blue-green deploy switches traffic only on this module's word, so it is strict by default.
+    Only status 200 is healthy, a redirect is not followed (and so is not health),
+    and certificates are validated.
+  - "Time is bounded: each attempt gets at most O(timeout) seconds of wall-clock time
+    (DNS, connect, TLS and reading the body included), and the whole check never outlasts O(deadline),
+    or, without a deadline, O(retries) x (O(timeout) + O(delay))."
+  - Every attempt uses a new connection. The check connects directly to O(url);
+    proxy environment variables (C(HTTP_PROXY), C(HTTPS_PROXY)), C(REQUESTS_CA_BUNDLE) and C(~/.netrc)
+    are ignored, so the result depends only on the task's options.
+  - At most 1 MiB of each body is read.
+extends_documentation_fragment:
+  - lowspec.bluegreen._attributes
+attributes:
+  check_mode:
+    support: full
+    details:
+      - The module only sends requests and modifies nothing, so it runs in check mode exactly as it does
+        otherwise (the readiness answer is real in both).
+  diff_mode:
+    support: N/A
+    details:
+      - This action does not modify state.
+  idempotent:
+    support: full
+options:
+  url:
+    description:
+      - The URL to check, C(http://) or C(https://), for example V(http://127.0.0.1:8081/health/).
+      - It must not carry credentials (C(user:password@)); pass an C(Authorization) header in O(headers)
+        instead, whose values are never logged.
+    type: str
+    required: true
+  method:
+    description:
+      - The HTTP method. Health means V(GET); V(HEAD) only checks the status (O(body_regex) and
+        O(json_match) cannot be used with it).
+    type: str
+    choices: [GET, HEAD]
+    default: GET
+  status_codes:
+    description:
+      - The statuses that count as healthy. A status not listed here fails the attempt, with the body shown.
+    type: list
+    elements: int
+    default: [200]
+  body_regex:
+    description:
+      - A Python regular expression that must be found (C(re.search)) in the body, decoded with the
+        charset of the answer (UTF-8 when it names none).
+    type: str
+  json_match:
+    description:
+      - Fields the JSON body must have. Each key is a dotted path into the body (V(color), V(release.tag),
+        V(workers.0.state); a number indexes a list), each value the expected value.
+      - Values compare with their types, as written in YAML. V(200) matches the JSON number 200 (or 200.0) but
+        not the string V("200"); V(true) matches only the JSON V(true), never V(1). A type mismatch is reported
+        with both types, for example C(expected 200 (integer), got "200" (string)). Quote a value in YAML to
+        expect a string.
+      - A body that is not valid JSON fails the attempt with its own message.
+    type: dict
+  headers:
+    description:
+      - Request headers, for example a C(Host) header to ask a reverse proxy for one virtual host
+        (see the examples), or an C(Authorization) header.
+      - The values are secrets. They are never logged nor shown by the module, also not in failure messages
+        and not with C(-vvv); Ansible masks them wherever they would appear in the result.
+    type: dict
+  timeout:
+    description:
+      - Seconds one attempt may take, from the DNS lookup to the end of the body. Must be greater than 0.
+    type: float
+    default: 2
+  retries:
+    description:
+      - How many attempts to make at most. Must be 1 or more.
+      - Defaults to V(10) when O(deadline) is not set. When O(deadline) is set and O(retries) is not,
+        attempts go on until the deadline.
+      - When both are set, the check stops at whichever comes first (the deadline wins over retries).
+      - The check also stops early when O(successes) can no longer be reached in the attempts left.
+    type: int
+  delay:
+    description:
+      - Seconds to wait between two attempts. Must be 0 or more.
+    type: float
+    default: 1
+  deadline:
+    description:
+      - Overall bound on the whole check, in seconds. Must be greater than 0.
+      - No attempt is given more time than is left before the deadline, and no delay is waited
+        that would end past it.
+    type: float
+  successes:
+    description:
+      - How many healthy answers in a row are required. A failed attempt resets the count.
+      - Must be 1 or more, and not more than O(retries).
+    type: int
+    default: 1
+  follow_redirects:
+    description:
+      - Whether to follow redirects and judge the final answer.
+      - By default a redirect is not health; it fails the attempt naming where it pointed.
+    type: bool
+    default: false
+  validate_certs:
+    description:
+      - Whether to validate the server's TLS certificate (and its host name) for C(https://) URLs.
+      - Without O(ca_path), the CA bundle of the C(requests) library on the managed host is used.
+    type: bool
+    default: true
+  ca_path:
+    description:
+      - A CA certificate file (PEM) or a directory of hashed certificates on the managed host, used to
+        validate the server's certificate, for example a private CA.
+      - Ignored when O(validate_certs=false).
+    type: path
+requirements:
+  - requests (Python library) on the managed host
+notes:
+  - The result keys are returned on failure too, so a rescue block can show them.
+author:
+  - lowspec.bluegreen developers
+seealso:
+  - module: ansible.builtin.uri
+    description: Interact with web services; one request, no readiness semantics.
+  - module: ansible.builtin.wait_for
+    description: Wait for a port to open, without looking at the HTTP answer.
+"""
+
+EXAMPLES = r"""
+---
+- name: Wait until the new color answers on its own local port
+  lowspec.bluegreen.http_health:
+    url: http://127.0.0.1:8081/health/
+    successes: 3
+    delay: 0.5
+    deadline: 60
+
+- name: Check through the reverse proxy that the answer comes from the green color
+  lowspec.bluegreen.http_health:
+    url: http://127.0.0.1/health/
+    headers:
+      Host: shop.example
+    json_match:
+      color: green
+      release: "{{ bluegreen_release }}"
+    retries: 5
+    delay: 1
+
+- name: Check a TLS endpoint whose certificate comes from a private CA
+  lowspec.bluegreen.http_health:
+    url: https://shop.internal:8443/health/
+    ca_path: /etc/ssl/private-ca/ca.pem
+    status_codes: [200, 204]
+    body_regex: '"status":\s*"ok"'
+  register: shop_health
+
+- name: Show how long the answers took
+  ansible.builtin.debug:
+    msg: "{{ shop_health.attempts }} attempts, median {{ shop_health.latency_ms.median }} ms"
+"""
+
+RETURN = r"""
+url:
+  description: The URL that was checked.
+  returned: always
+  type: str
+  sample: http://127.0.0.1:8081/health/
+status:
+  description:
+    - The HTTP status of the last attempt.
+    - V(null) when the last attempt got no answer (connection refused, timeout, DNS or TLS error).
+  returned: always
+  type: int
+  sample: 200
+attempts:
+  description: How many attempts were made.
+  returned: always
+  type: int
+  sample: 4
+successes:
+  description: How many healthy answers in a row ended the check (equal to O(successes) when it passed).
+  returned: always
+  type: int
+  sample: 3
+elapsed:
+  description: Seconds the whole check took.
+  returned: always
+  type: float
+  sample: 3.217
+latency_ms:
+  description:
+    - Milliseconds from sending a request to the end of its body, over the attempts that got an answer.
+    - Each value is V(null) when no attempt got an answer.
+  returned: always
+  type: dict
+  contains:
+    min:
+      description: The fastest answer.
+      type: float
+      returned: always
+      sample: 2.1
+    median:
+      description: The median answer.
+      type: float
+      returned: always
+      sample: 3.4
+    max:
+      description: The slowest answer.
+      type: float
+      returned: always
+      sample: 12.9
+  sample: {min: 2.1, median: 3.4, max: 12.9}
+json:
+  description:
+    - The parsed body of the last answer when it is JSON (a JSON content type, or O(json_match) is set).
+    - V(null) otherwise.
+  returned: always
+  type: raw
+  sample: {color: green, release: v42}
+last_error:
+  description:
+    - The message of the most recent failed attempt, also when a later attempt passed.
+    - V(null) when no attempt failed.
+  returned: always
+  type: str
+  sample: "connection refused by 127.0.0.1:8081 (nothing is listening there)"
+"""
+
+import threading
+import time
+import traceback
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.lowspec.bluegreen.plugins.module_utils._common import (
+    BlueGreenError,
+)
+from ansible_collections.lowspec.bluegreen.plugins.module_utils._http import (
+    KIND_TLS,
+    MAX_BODY_BYTES,
+    classify_error,
+    failure_message,
+    judge_answer,
+    latency_summary,
+    poll,
+    timeout_outcome,
+    validate_params,
+    Outcome,
+)
+
+REQUESTS_IMPORT_ERROR = None
+try:
+    import requests
+    import urllib3
+except ImportError:
+    HAS_REQUESTS = False
+    REQUESTS_IMPORT_ERROR = traceback.format_exc()
+else:
+    HAS_REQUESTS = True
+
+USER_AGENT = "lowspec.bluegreen.http_health"
+
+
+class HttpHealthChecker:
+    """Makes the attempts; the loop, the judgement and the messages live in module_utils._http."""
+
+    def __init__(self, settings):
+        self.settings = settings
+        if settings["validate_certs"]:
+            self.verify = settings["ca_path"] or True
+        else:
+            self.verify = False
+            urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+        self.headers = {"User-Agent": USER_AGENT}
+        self.headers.update(settings["headers"])
+
+    def _fetch(self, budget, box):
+        """One request in a worker thread; puts the answer or the exception into box."""
+        session = requests.Session()
+        session.trust_env = False
+        try:
+            answer = session.request(
+                self.settings["method"], self.settings["url"], headers=self.headers,
+                timeout=(budget, budget), allow_redirects=self.settings["follow_redirects"],
+                verify=self.verify, stream=True,
+            )
+            try:
+                chunks, size, truncated = [], 0, False
+                for chunk in answer.iter_content(65536):
+                    if box.get("abandoned"):
+                        return
+                    chunks.append(chunk)
+                    size += len(chunk)
+                    if size >= MAX_BODY_BYTES:
+                        truncated = size > MAX_BODY_BYTES
+                        break
+                box["answer"] = (answer.status_code, answer.headers.get("Content-Type", ""),
+                                 answer.headers.get("Location"), b"".join(chunks)[:MAX_BODY_BYTES], truncated)
+            finally:
+                answer.close()
+        except Exception as exc:  # pylint: disable=broad-except
+            box["error"] = exc
+        finally:
+            session.close()
+
+    def attempt(self, budget):
+        """One attempt, never longer than `budget` seconds of wall-clock time."""
+        box = {}
+        started = time.monotonic()
+        worker = threading.Thread(target=self._fetch, args=(budget, box), name="http_health-attempt")
+        worker.daemon = True
+        worker.start()
+        worker.join(budget)
+        latency = time.monotonic() - started
+        if worker.is_alive():
+            box["abandoned"] = True
+            return timeout_outcome(budget)
+        if "error" in box:
+            kind, message = classify_error(box["error"], self.settings["host"], self.settings["port"], budget)
+            if kind == KIND_TLS and "verify failed" in message:
+                message += (" (validate_certs=true: set ca_path to the CA that signed the server's certificate,"
+                            " or validate_certs=false)")
+            return Outcome(False, kind, message)
+        status, content_type, location, body, truncated = box["answer"]
+        return judge_answer(self.settings, status, content_type, body, location, latency, truncated)
+
+    def run(self):
+        settings = self.settings
+        result = poll(self.attempt, settings["timeout"], settings["delay"], settings["successes"],
+                      retries=settings["retries"], deadline=settings["deadline"])
+        last = result.last
+        answered = [outcome.latency for outcome in result.outcomes if outcome.status is not None]
+        facts = dict(
+            changed=False,
+            url=settings["url"],
+            status=last.status if last else None,
+            attempts=len(result.outcomes),
+            successes=result.consecutive,
+            elapsed=round(result.elapsed, 3),
+            latency_ms=latency_summary(answered),
+            json=last.data if last is not None and last.has_json else None,
+            last_error=result.last_error,
+        )
+        return result.healthy, facts, (None if result.healthy else failure_message(settings, result))
+
+
+def main():
+    argument_spec = dict(
+        url=dict(type="str", required=True),
+        method=dict(type="str", choices=["GET", "HEAD"], default="GET"),
+        status_codes=dict(type="list", elements="int", default=[200]),
+        body_regex=dict(type="str"),
+        json_match=dict(type="dict"),
+        headers=dict(type="dict", no_log=True),
+        timeout=dict(type="float", default=2),
+        retries=dict(type="int"),
+        delay=dict(type="float", default=1),
+        deadline=dict(type="float"),
+        successes=dict(type="int", default=1),
+        follow_redirects=dict(type="bool", default=False),
+        validate_certs=dict(type="bool", default=True),
+        ca_path=dict(type="path"),
+    )
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+
+    if not HAS_REQUESTS:
+        module.fail_json(msg=missing_required_lib("requests"), exception=REQUESTS_IMPORT_ERROR)
+
+    try:
+        settings = validate_params(module.params)
+    except BlueGreenError as exc:
+        module.fail_json(msg=str(exc), url=module.params["url"], attempts=0)
+
+    try:
+        healthy, facts, message = HttpHealthChecker(settings).run()
+    except Exception as exc:  # pylint: disable=broad-except
+        module.fail_json(msg="http_health failed unexpectedly: %s" % exc, exception=traceback.format_exc())
+
+    if not healthy:
+        module.fail_json(msg=message, **facts)
+    module.exit_json(**facts)
+
+
+if __name__ == "__main__":
+    main()
