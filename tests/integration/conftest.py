@@ -68,8 +68,12 @@ def run_module(name, args, check_mode=False, diff=False, env=None, timeout=600):
 
 
 def run_adhoc(name, args, check_mode=False, diff=False, verbosity=0, env=None, timeout=600):
-    """Run a module through `ansible localhost -m lowspec.bluegreen.NAME`; return (result, full output)."""
-    argv = ["ansible", "localhost", "-c", "local", "-i", "localhost,", "-m", "lowspec.bluegreen.%s" % name,
+    """Run a module through `ansible localhost -m lowspec.bluegreen.NAME`; return (result, full output).
+
+    Uses the one-line output (`-o`: `localhost | STATUS => {json}`) since
+    ansible-core ships no JSON stdout callback of its own.
+    """
+    argv = ["ansible", "localhost", "-c", "local", "-i", "localhost,", "-o", "-m", "lowspec.bluegreen.%s" % name,
             "-a", json.dumps(args)]
     if check_mode:
         argv.append("--check")
@@ -77,13 +81,14 @@ def run_adhoc(name, args, check_mode=False, diff=False, verbosity=0, env=None, t
         argv.append("--diff")
     if verbosity:
         argv.append("-" + "v" * verbosity)
-    extra = {"ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.json", "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1"}
-    extra.update(env or {})
-    proc = subprocess.run(argv, capture_output=True, text=True, env=_env(extra), timeout=timeout, check=False)
+    proc = subprocess.run(argv, capture_output=True, text=True, env=_env(env), timeout=timeout, check=False)
     output = proc.stdout + proc.stderr
-    start = proc.stdout.find("{")
-    data = json.loads(proc.stdout[start:])
-    result = data["plays"][0]["tasks"][0]["hosts"]["localhost"]
+    result = None
+    for line in proc.stdout.splitlines():
+        if line.startswith("localhost | ") and "=> " in line:
+            result = json.loads(line.split("=> ", 1)[1])
+    if result is None:
+        raise AssertionError("no module result in the output of %s:\n%s" % (" ".join(argv), output))
     return result, output
 
 
@@ -238,3 +243,144 @@ def demo_stack(request):
 def _docker_available():
     if shutil.which("docker") is None or subprocess.run(["docker", "info"], capture_output=True, check=False).returncode:
         pytest.fail("the integration suite needs a running Docker daemon: run it through `make test`")
+
+
+class Nginx:
+    """A private nginx instance (own prefix, own loopback port) in front of one demo app."""
+
+    def __init__(self, prefix, upstream_name, initial_port):
+        self.prefix = Path(prefix)
+        self.port = free_port()
+        self.upstream_name = upstream_name
+        self.upstream_path = self.prefix / "upstream.conf"
+        self.base = ["nginx", "-p", str(self.prefix), "-c", "nginx.conf", "-e", "error.log"]
+        self.initial_port = initial_port
+
+    @property
+    def test_command(self):
+        return self.base + ["-t"]
+
+    @property
+    def reload_command(self):
+        return self.base + ["-s", "reload"]
+
+    @property
+    def url(self):
+        return "http://127.0.0.1:%d/health/" % self.port
+
+    def start(self):
+        (self.prefix / "tmp").mkdir(parents=True, exist_ok=True)
+        conf = (DEMO_DIR / "nginx" / "nginx.conf").read_text()
+        conf = conf.replace("__LISTEN_PORT__", str(self.port)).replace("__UPSTREAM_NAME__", self.upstream_name)
+        (self.prefix / "nginx.conf").write_text(conf)
+        self.upstream_path.write_text("upstream %s {\n    server 127.0.0.1:%d;\n}\n" % (self.upstream_name, self.initial_port))
+        subprocess.run(self.base, check=True, capture_output=True)
+
+    def stop(self):
+        pidfile = self.prefix / "nginx.pid"
+        if not pidfile.exists():
+            return
+        pid = int(pidfile.read_text().strip())
+        subprocess.run(self.base + ["-s", "quit"], check=False, capture_output=True)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.1)
+        os.kill(pid, 9)
+
+
+@pytest.fixture
+def nginx(demo_stack, tmp_path):
+    """A private nginx for the demo stack, stopped after the test."""
+    proxy = Nginx(tmp_path / "nginx", "%s_bluegreen" % demo_stack.app, demo_stack.ports["blue"])
+    proxy.start()
+    try:
+        yield proxy
+    finally:
+        proxy.stop()
+
+
+def role_vars(stack, proxy, state_dir, release, **overrides):
+    """Role variables for deploying the demo stack behind `proxy` (an Nginx)."""
+    variables = {
+        "bluegreen_app": stack.app,
+        "bluegreen_release": release,
+        "bluegreen_project_src": stack.project_src,
+        "bluegreen_shared_project_src": stack.shared_src,
+        "bluegreen_shared_env": stack.shared_env,
+        "bluegreen_env": {"DEMO_NETWORK": stack.network, "DEMO_REDIS_PORT": str(stack.redis_port)},
+        "bluegreen_web_ports": dict(stack.ports),
+        "bluegreen_celery_app": "tasks",
+        "bluegreen_celery_command": ["python3", "-m", "celery"],
+        "bluegreen_drain_timeout": 30,
+        "bluegreen_stop_timeout": 30,
+        "bluegreen_health_deadline": 30,
+        "bluegreen_start_wait_timeout": 60,
+        "bluegreen_worker_ready_timeout": 60,
+        "bluegreen_nginx_upstream_path": str(proxy.upstream_path),
+        "bluegreen_nginx_test_command": proxy.test_command,
+        "bluegreen_nginx_reload_command": proxy.reload_command,
+        "bluegreen_public_url": proxy.url,
+        "bluegreen_verify_gate": "off",
+        "bluegreen_state_dir": str(state_dir),
+        "bluegreen_pressure_wait": 30,
+    }
+    variables.update(overrides)
+    return variables
+
+
+def localhost_inventory():
+    """An inventory of this machine with the virtualenv's interpreter (no discovery)."""
+    inventory = ROOT / ".build" / "localhost-inventory.yml"
+    inventory.write_text(
+        "all:\n  hosts:\n    localhost:\n      ansible_connection: local\n"
+        "      ansible_python_interpreter: %s\n" % PYTHON
+    )
+    return inventory
+
+
+def deploy(variables, check=False, env=None, args=(), playbook="deploy.yml"):
+    """Run one of the collection's playbooks on localhost; return the CompletedProcess."""
+    return run_playbook(ROOT / "playbooks" / playbook, extra_vars=variables, inventory=str(localhost_inventory()),
+                        check=check, env=env, args=args)
+
+
+class TrafficProbe:
+    """Polls a URL every `period` seconds in a thread; counts answers per (status, color, release)."""
+
+    def __init__(self, url, period=0.05):
+        import threading
+
+        self.url = url
+        self.period = period
+        self.answers = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        import requests
+
+        session = requests.Session()
+        while not self._stop.is_set():
+            try:
+                reply = session.get(self.url, timeout=5)
+                body = reply.json() if reply.headers.get("content-type", "").startswith("application/json") else {}
+                self.answers.append((reply.status_code, body.get("color"), body.get("release")))
+            except (requests.RequestException, ValueError) as exc:
+                self.answers.append(("error", type(exc).__name__, None))
+            self._stop.wait(self.period)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(10)
+
+    @property
+    def failures(self):
+        return [a for a in self.answers if a[0] != 200]
