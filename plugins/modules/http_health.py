@@ -136,8 +136,11 @@ requirements:
   - requests (Python library) on the managed host
 notes:
   - The result keys are returned on failure too, so a rescue block can show them.
+  - Because Ansible masks the values of O(headers) wherever they appear in the result, a header value that
+    also appears in the URL or in the body (for example a C(Host) header equal to the URL's host name) is
+    shown as C(********) there.
 author:
-  - lowspec.bluegreen developers
+  - lowspec.bluegreen developers (@lowspec)
 seealso:
   - module: ansible.builtin.uri
     description: Interact with web services; one request, no readiness semantics.
