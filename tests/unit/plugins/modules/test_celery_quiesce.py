@@ -1,0 +1,377 @@
+# Copyright (c) lowspec.bluegreen contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""celery_quiesce flows with the Docker CLI replaced by an in-memory host (no real binary).
+
+Celery's replies come from the captured fixtures of the demo worker; the fake
+host keeps container states and each worker's consumed queues, so the tests
+check what is called, in which order, and what the module reports.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+
+from ansible_collections.lowspec.bluegreen.plugins.module_utils._common import BlueGreenError
+from ansible_collections.lowspec.bluegreen.plugins.module_utils._state import write_state
+from ansible_collections.lowspec.bluegreen.plugins.modules import celery_quiesce
+
+FIXTURES = Path(__file__).parents[1] / "module_utils" / "fixtures"
+PROJECT = "shop-blue"
+
+
+def captured(name):
+    return json.loads((FIXTURES / ("celery-%s.json" % name)).read_text())
+
+
+def container(service, index=1, state="running", health="none"):
+    cid = ("%s%d" % (service, index)).ljust(64, "0")
+    return {"id": cid, "name": "%s-%s-%d" % (PROJECT, service, index), "service": service, "project": PROJECT,
+            "state": state, "running": state == "running", "paused": state == "paused", "health": health,
+            "hostname": cid[:12], "oneoff": False}
+
+
+class FakeHost:
+    """Stands in for DockerCLI: containers in memory, celery answered from captured replies."""
+
+    def __init__(self, containers, active_polls=0, ping=None, boot_polls=0):
+        self.containers = {c["id"]: copy.deepcopy(c) for c in containers}
+        self.queues = {c["id"]: ["celery"] for c in containers if c["service"] == "worker" and c["running"]}
+        self.active_polls = active_polls  # polls of `inspect active` that still show a task
+        self.ping = ping or {}  # container id -> fixture name of its ping reply
+        self.boot_polls = boot_polls
+        self.calls = []
+        self.actions = []
+
+    # DockerCLI's interface
+    def info(self):
+        return {}
+
+    def project_containers(self, project, services=None):
+        return [copy.deepcopy(c) for c in self.containers.values() if c["project"] == project]
+
+    def inspect_containers(self, ids):
+        self.calls.append(("inspect",))
+        found = []
+        for cid in ids:
+            item = self.containers[cid]
+            if item["state"] == "running" and item.get("booting"):
+                item["booting"] -= 1
+                if not item["booting"]:
+                    item["health"] = "healthy"
+            found.append(copy.deepcopy(item))
+        return found
+
+    def container_op(self, op, ids, timeout=None):
+        if not ids:
+            return
+        self.calls.append((op, tuple(ids), timeout))
+        self.actions.append("%s %s" % (op, " ".join(ids)))
+        for cid in ids:
+            item = self.containers[cid]
+            state = {"stop": "exited", "start": "running", "pause": "paused", "unpause": "running"}[op]
+            item.update(state=state, running=state == "running", paused=state == "paused")
+            if op == "start" and item["service"] == "worker":
+                self.queues[cid] = ["celery"]
+                item["health"] = "starting" if self.boot_polls else "healthy"
+                item["booting"] = self.boot_polls
+
+    def exec_in(self, cid, argv, check=True, env=None):
+        item = self.containers[cid]
+        if not item["running"]:
+            return 1, "", "Error response from daemon: Container %s is not running" % cid
+        if "celeryx" in argv:
+            data = captured("no-module")
+            return data["rc"], data["stdout"], data["stderr"]
+        if "-A" in argv and argv[argv.index("-A") + 1] == "nosuchapp":
+            data = captured("app-not-found")
+            return data["rc"], data["stdout"], data["stderr"]
+        kind = "inspect" if "inspect" in argv else "control"
+        method = argv[argv.index(kind) + 1]
+        node = "celery@" + item["hostname"]
+        self.calls.append(("celery", cid[:12], method))
+        if item["service"] != "worker":
+            data = captured("ping-no-reply")
+            return data["rc"], data["stdout"], data["stderr"]
+        if method == "ping" and "--destination" not in argv:
+            return 0, json.dumps({"celery@someone-else": {"ok": "pong"}}), ""
+        if method == "ping" and item.get("booting"):
+            data = captured("ping-no-reply")  # a booting worker does not answer yet
+            return data["rc"], data["stdout"], data["stderr"]
+        if method == "ping":
+            return 0, json.dumps({node: {"ok": "pong"}}), ""
+        if method == "active_queues":
+            full = json.loads(captured("active-queues")["stdout"])
+            template = list(full.values())[0][0]
+            return 0, json.dumps({node: [dict(template, name=q) for q in self.queues[cid]]}), ""
+        if method in ("cancel_consumer", "add_consumer"):
+            queue = argv[argv.index(method) + 1]
+            if method == "cancel_consumer":
+                self.queues[cid].remove(queue)
+                return 0, json.dumps([{node: {"ok": "no longer consuming from %s" % queue}}]), ""
+            if queue not in self.queues[cid]:
+                self.queues[cid].append(queue)
+            return 0, json.dumps([{node: {"ok": "add consumer %s" % queue}}]), ""
+        if method == "reserved":
+            return 0, json.dumps({node: []}), ""
+        if method == "active":
+            if self.active_polls:
+                self.active_polls -= 1
+                tasks = list(json.loads(captured("active")["stdout"]).values())[0]
+                return 0, json.dumps({node: tasks}), ""
+            return 0, json.dumps({node: []}), ""
+        raise AssertionError("unexpected celery call %s" % argv)
+
+    def ops(self):
+        return [call for call in self.calls if call[0] in ("stop", "start", "pause", "unpause")
+                or (call[0] == "celery" and call[2] in ("cancel_consumer", "add_consumer"))]
+
+
+class FakeModule:
+    def __init__(self, params, check_mode=False):
+        self.params = params
+        self.check_mode = check_mode
+
+
+class Clock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.now += seconds
+
+
+DEFAULTS = dict(app=None, color=None, project=PROJECT, state_dir="/nonexistent", state="quiesced", mode="stop",
+                worker_services=["worker"], beat_services=["beat"], celery_app="tasks",
+                celery_command=["python3", "-m", "celery"], drain_timeout=300, stop_timeout=60,
+                ready_timeout=120, visibility_timeout=3600, max_pause=600, containers=None,
+                queues=["celery"], docker_host=None)
+
+
+def run(host, check_mode=False, **params):
+    args = dict(DEFAULTS, **params)
+    clock = Clock()
+    manager = celery_quiesce.CeleryQuiesceManager(FakeModule(args, check_mode), cli=host, clock=clock,
+                                                  sleep=clock.sleep)
+    return manager.run()
+
+
+def fail(host, **params):
+    with pytest.raises(BlueGreenError) as err:
+        run(host, **params)
+    return str(err.value)
+
+
+def demo(**states):
+    return [container("web"), container("worker", state=states.get("worker", "running"), health="healthy"),
+            container("beat", state=states.get("beat", "running"))]
+
+
+WORKER = container("worker")["id"]
+BEAT = container("beat")["id"]
+
+
+def test_quiesce_stops_beat_first_then_cancels_drains_and_stops_workers():
+    host = FakeHost(demo(), active_polls=2)
+    result = run(host)
+    assert host.ops() == [
+        ("stop", (BEAT,), 60),
+        ("celery", WORKER[:12], "cancel_consumer"),
+        ("stop", (WORKER,), 60),
+    ]
+    first_worker_call = next(i for i, c in enumerate(host.calls) if c[0] == "celery" and c[2] == "active_queues")
+    assert ("inspect",) in host.calls[:first_worker_call]  # beat seen exited before workers were touched
+    assert result["changed"] and result["drained"] and result["still_active"] == []
+    assert result["containers"] == [
+        {"id": BEAT, "service": "beat", "action": "stopped", "queues": []},
+        {"id": WORKER, "service": "worker", "action": "stopped", "queues": ["celery"]},
+    ]
+    assert result["queues"] == {WORKER: ["celery"]}
+    assert result["beat_stopped"] == {"containers": [BEAT], "exited_before_workers": True}
+    assert set(result["timings"]) == {"beat", "cancel", "drain", "stop", "total"}
+    assert result["timings"]["drain"] == 1.0  # two polls with a task, 0.5 s apart
+
+
+def test_reserved_is_read_before_active_in_every_poll():
+    host = FakeHost(demo())
+    run(host)
+    polls = [c[2] for c in host.calls if c[0] == "celery" and c[2] in ("reserved", "active")]
+    assert polls == ["reserved", "active"]
+
+
+def test_a_task_past_the_drain_deadline_is_reported_and_the_worker_still_stops():
+    host = FakeHost(demo(), active_polls=1000)
+    result = run(host, drain_timeout=3, stop_timeout=90)
+    assert not result["drained"]
+    (task,) = result["still_active"]
+    assert task["name"] == "tasks.work" and task["state"] == "active"
+    assert task["worker"] == "celery@" + WORKER[:12] and task["container"] == WORKER
+    assert result["timings"]["drain"] == 3.0
+    assert host.ops()[-1] == ("stop", (WORKER,), 90)
+
+
+def test_pause_mode_freezes_workers_but_stops_beat():
+    host = FakeHost(demo())
+    result = run(host, mode="pause", drain_timeout=60, max_pause=600)
+    assert host.ops() == [("stop", (BEAT,), 60), ("celery", WORKER[:12], "cancel_consumer"), ("pause", (WORKER,), None)]
+    assert [c["action"] for c in result["containers"]] == ["stopped", "paused"]
+
+
+def test_quiescing_a_quiesced_project_changes_nothing():
+    for worker_state in ("exited", "paused"):
+        host = FakeHost(demo(worker=worker_state, beat="exited"))
+        result = run(host)
+        assert not result["changed"] and result["containers"] == [] and host.ops() == []
+
+
+def test_check_mode_reports_what_it_would_stop_and_changes_nothing():
+    host = FakeHost(demo(), active_polls=1)
+    result = run(host, check_mode=True)
+    assert host.ops() == []
+    assert result["changed"]
+    assert [(c["service"], c["action"]) for c in result["containers"]] == [("beat", "stopped"), ("worker", "stopped")]
+    assert result["still_active"][0]["name"] == "tasks.work" and not result["drained"]
+
+
+def test_pause_guard_refuses_with_the_figures():
+    host = FakeHost(demo())
+    message = fail(host, mode="pause", drain_timeout=300, max_pause=3300, visibility_timeout=3600)
+    assert "300 s" in message and "3300 s" in message and "3600 s" in message and "mode=stop" in message
+    assert host.calls == []
+
+
+@pytest.mark.parametrize("option", celery_quiesce.TIMEOUT_OPTIONS)
+def test_negative_timeouts_fail_naming_the_option(option):
+    host = FakeHost(demo())
+    assert option in fail(host, **{option: -1})
+    assert host.calls == []
+
+
+def test_an_unknown_service_fails_naming_it():
+    host = FakeHost(demo())
+    message = fail(host, worker_services=["worker", "celery-low"])
+    assert "celery-low" in message and "beat, web, worker" in message
+    assert host.ops() == []
+
+
+def test_a_beat_service_named_as_a_worker_fails_before_anything_stops():
+    host = FakeHost(demo())
+    message = fail(host, worker_services=["worker", "beat"], beat_services=[])
+    assert "service beat" in message and "not a Celery worker" in message and "No nodes replied" in message
+    assert host.ops() == []
+
+
+def test_a_celery_app_celery_cannot_load_shows_celerys_message():
+    host = FakeHost(demo())
+    message = fail(host, celery_app="nosuchapp")
+    assert "celery_app=nosuchapp" in message and "The module nosuchapp was not found" in message
+    assert host.ops() == []
+
+
+def test_a_worker_without_celery_fails_quoting_the_message():
+    host = FakeHost(demo())
+    message = fail(host, celery_command=["python3", "-m", "celeryx"])
+    assert "service worker" in message and "No module named celeryx" in message
+    assert host.ops() == []
+
+
+def test_no_such_project_fails():
+    assert "has no containers" in fail(FakeHost([]))
+
+
+def test_a_service_in_both_lists_is_refused():
+    assert "both" in fail(FakeHost(demo()), beat_services=["worker"])
+
+
+def test_resume_after_pause_unfreezes_readds_the_quiesced_queues_then_starts_beat():
+    host = FakeHost(demo())
+    quiesce = run(host, mode="pause")
+    host.calls = []
+    host.queues[WORKER] = []
+    result = run(host, state="resumed", containers=[dict(c, queues=["celery", "mail"]) if c["service"] == "worker"
+                                                    else c for c in quiesce["containers"]])
+    assert host.ops() == [
+        ("unpause", (WORKER,), None),
+        ("celery", WORKER[:12], "add_consumer"),
+        ("celery", WORKER[:12], "add_consumer"),
+        ("start", (BEAT,), None),
+    ]
+    assert host.queues[WORKER] == ["celery", "mail"]
+    assert result["resumed"] == [WORKER, BEAT] and result["changed"]
+    assert set(result["timings"]) == {"start", "ready", "beat", "total"}
+
+
+def test_resume_after_stop_starts_the_same_containers_and_waits_until_ready():
+    host = FakeHost(demo(), boot_polls=3)
+    quiesce = run(host)
+    host.calls = []
+    result = run(host, state="resumed", containers=[c["id"] for c in quiesce["containers"]])
+    assert host.ops() == [("start", (WORKER,), None), ("start", (BEAT,), None)]
+    assert result["resumed"] == [WORKER, BEAT]
+    assert host.containers[WORKER]["health"] == "healthy"
+    assert result["timings"]["ready"] > 0
+
+
+def test_resume_fails_when_a_worker_is_not_ready_in_time():
+    host = FakeHost(demo(worker="exited", beat="exited"), boot_polls=1000)
+    message = fail(host, state="resumed", ready_timeout=5)
+    assert "not ready within ready_timeout (5 s)" in message and "health starting" in message
+    assert ("start", (BEAT,), None) not in host.ops()  # beat only comes back after the workers
+
+
+def test_resume_brings_back_exactly_the_given_containers():
+    host = FakeHost(demo(worker="exited", beat="exited"))
+    result = run(host, state="resumed", containers=[BEAT[:12]])
+    assert host.ops() == [("start", (BEAT,), None)] and result["resumed"] == [BEAT]
+    host = FakeHost(demo(worker="exited", beat="exited"))
+    result = run(host, state="resumed", containers=[])
+    assert host.ops() == [] and not result["changed"]
+
+
+def test_resume_refuses_a_container_of_another_project():
+    host = FakeHost(demo(worker="exited"))
+    assert "is not a container of project" in fail(host, state="resumed", containers=["ffff"])
+    assert host.ops() == []
+
+
+@pytest.mark.parametrize("bad", [[{"service": "worker"}], [3], [""], [{"id": "x", "queues": "celery"}]])
+def test_resume_refuses_malformed_containers(bad):
+    host = FakeHost(demo(worker="exited"))
+    assert "containers[0]" in fail(host, state="resumed", containers=bad)
+    assert host.calls == []
+
+
+def test_resume_of_a_running_project_changes_nothing():
+    host = FakeHost(demo())
+    result = run(host, state="resumed")
+    assert host.ops() == [] and not result["changed"] and result["resumed"] == []
+
+
+def test_resume_gives_queues_back_to_a_running_worker_left_consuming_nothing():
+    host = FakeHost(demo(beat="exited"))
+    host.queues[WORKER] = []
+    result = run(host, state="resumed", containers=[BEAT])
+    assert host.ops() == [("celery", WORKER[:12], "add_consumer"), ("start", (BEAT,), None)]
+    assert host.queues[WORKER] == ["celery"] and result["changed"]
+
+
+def test_resume_in_check_mode_reports_and_changes_nothing():
+    host = FakeHost(demo(worker="paused", beat="exited"))
+    result = run(host, state="resumed", check_mode=True)
+    assert host.ops() == [] and result["resumed"] == [WORKER, BEAT] and result["changed"]
+
+
+def test_color_active_is_read_from_the_state_file(tmp_path):
+    write_state(str(tmp_path), "shop", {"version": 1, "app": "shop", "active_color": "blue", "history": []})
+    host = FakeHost(demo(worker="exited", beat="exited"))
+    result = run(host, project=None, app="shop", color="active", state_dir=str(tmp_path))
+    assert result["project"] == "shop-blue"
+    assert "no active color" in fail(FakeHost(demo()), project=None, app="shop", color="idle",
+                                     state_dir=str(tmp_path / "none"))
