@@ -299,3 +299,167 @@ class DockerCLI:
             return None
         items = parse_json_lines(out)
         return items[0] if items else None
+
+    # -- added for compose_project_color ------------------------------------
+
+    def describe(self, argv):
+        """An argv as `actions` records it (docker's own path left out)."""
+        return " ".join(argv[1:]) if argv and argv[0] == self.docker else " ".join(argv)
+
+    def compose_argv(self, project, args, project_src=None, files=None, env_files=None, profiles=None):
+        return compose_base_argv(self.compose_command(), project, project_src, files, env_files, profiles) + list(args)
+
+    def compose_config(self, project, **project_opts):
+        """The resolved configuration (validates files and interpolation)."""
+        _rc, out, _err = self.compose(project, ["config", "--format", "json"], **project_opts)
+        return json.loads(out)
+
+    def compose_config_hashes(self, project, **project_opts):
+        """{service: config hash} as Compose labels containers, or None if this Compose cannot tell."""
+        rc, out, _err = self.compose(project, ["config", "--hash", "*"], check=False, **project_opts)
+        if rc != 0:
+            return None
+        return parse_config_hashes(out)
+
+    def project_container_details(self, project, services=None):
+        """container_details() of a project's containers (all states, by labels)."""
+        argv = [self.docker, "ps", "--all", "--no-trunc", "--quiet",
+                "--filter", "label=%s=%s" % (LABEL_PROJECT, project)]
+        _rc, out, _err = self.run(argv)
+        ids = [line.strip() for line in out.splitlines() if line.strip()]
+        if not ids:
+            return []
+        found = [container_details(item) for item in self.docker_json("inspect", "--type", "container", *ids)]
+        found = [c for c in found if not c["oneoff"] and (not services or c["service"] in services)]
+        return sorted(found, key=lambda c: (c["service"], c["name"]))
+
+    def labelled(self, kind, project):
+        """Names of the project's networks or volumes (`kind`: network|volume), by label."""
+        argv = [self.docker, kind, "ls", "--quiet", "--filter", "label=%s=%s" % (LABEL_PROJECT, project)]
+        _rc, out, _err = self.run(argv)
+        return sorted(line.strip() for line in out.splitlines() if line.strip())
+
+    def remove_containers(self, ids, volumes=False):
+        """docker rm of exactly these (stopped) containers; `volumes` also removes anonymous ones."""
+        if not ids:
+            return
+        argv = [self.docker, "rm"] + (["--volumes"] if volumes else []) + list(ids)
+        self.run(argv, changes=True)
+
+    def remove_labelled(self, kind, names):
+        """docker network rm / docker volume rm of exactly these names."""
+        if not names:
+            return
+        self.run([self.docker, kind, "rm"] + list(names), changes=True)
+
+
+# ---------------------------------------------------------------------------
+# Additions for compose_project_color (new names only; nothing above changes)
+# ---------------------------------------------------------------------------
+
+LABEL_CONFIG_HASH = "com.docker.compose.config-hash"
+DEFAULT_COMPOSE_FILES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml")
+
+# `docker info` Architecture (the kernel's `uname -m`) -> OCI platform of images.
+_HOST_PLATFORMS = {
+    "x86_64": "amd64", "amd64": "amd64",
+    "aarch64": "arm64", "arm64": "arm64", "armv8l": "arm64",
+    "armv7l": "arm/v7", "armv7": "arm/v7", "armhf": "arm/v7",
+    "armv6l": "arm/v6", "armel": "arm/v6",
+    "i386": "386", "i686": "386",
+    "ppc64le": "ppc64le", "s390x": "s390x", "riscv64": "riscv64",
+}
+# Image platforms a host platform runs natively.
+_COMPATIBLE = {
+    "amd64": ("amd64",),
+    "arm64": ("arm64", "arm64/v8"),
+    "arm/v7": ("arm/v7", "arm/v6", "arm"),
+    "arm/v6": ("arm/v6",),
+    "386": ("386",),
+}
+# Runs, but only on CPUs with 32-bit (AArch32) user mode: the Raspberry Pi 5 has it,
+# many arm64 servers do not.
+_COMPATIBLE_WITH_WARNING = {"arm64": ("arm/v7", "arm/v6", "arm")}
+
+
+def compose_argspec():
+    """The project options every compose module shares (documented in doc_fragments/_compose.py)."""
+    return dict(
+        app=dict(type="str", required=True),
+        project_src=dict(type="path"),
+        files=dict(type="list", elements="str"),
+        env_files=dict(type="list", elements="str"),
+        env=dict(type="dict", no_log=True),
+    )
+
+
+def compose_argspec_ex():
+    """compose_argspec() with its rules, ready to spread into AnsibleModule(...)."""
+    return dict(
+        argspec=compose_argspec(),
+        required_by=dict(files=("project_src",), env_files=("project_src",)),
+    )
+
+
+def host_platform(info):
+    """The OCI platform (`amd64`, `arm64`, `arm/v7`...) of the host, from `docker info`."""
+    arch = (info.get("Architecture") or "").strip()
+    return _HOST_PLATFORMS.get(arch, arch)
+
+
+def image_platform(inspected):
+    """The OCI platform of an image, from `docker image inspect`: `arm64`, `arm/v7`..."""
+    arch = (inspected.get("Architecture") or "").strip()
+    variant = (inspected.get("Variant") or "").strip()
+    if arch == "arm64" and variant in ("", "v8"):
+        return "arm64"
+    return "%s/%s" % (arch, variant) if variant else arch
+
+
+def platform_fit(host, image):
+    """'ok', 'warn' (runs on some CPUs of that kind only) or 'mismatch'."""
+    if not image:
+        return "warn"
+    if image == host or image in _COMPATIBLE.get(host, ()):
+        return "ok"
+    if image in _COMPATIBLE_WITH_WARNING.get(host, ()):
+        return "warn"
+    return "mismatch"
+
+
+def config_services(config):
+    """{service: spec} of a parsed `docker compose config --format json`."""
+    return dict(config.get("services") or {})
+
+
+def service_image(project, service, spec):
+    """The image a service runs: its `image`, else the one Compose builds (`<project>-<service>`)."""
+    return spec.get("image") or "%s-%s" % (project, service)
+
+
+def service_replicas(spec):
+    """How many containers Compose runs for a service (scale / deploy.replicas, default 1)."""
+    deploy = spec.get("deploy") or {}
+    for value in (spec.get("scale"), deploy.get("replicas")):
+        if value is not None:
+            return int(value)
+    return 1
+
+
+def parse_config_hashes(output):
+    """{service: hash} from `docker compose config --hash '*'` output."""
+    hashes = {}
+    for line in (output or "").splitlines():
+        parts = line.split()
+        if len(parts) == 2:
+            hashes[parts[0]] = parts[1]
+    return hashes
+
+
+def container_details(inspected):
+    """summarize_container() plus the compose config hash and the restart policy."""
+    summary = summarize_container(inspected)
+    labels = (inspected.get("Config") or {}).get("Labels") or {}
+    summary["config_hash"] = labels.get(LABEL_CONFIG_HASH, "")
+    summary["restarting"] = bool((inspected.get("State") or {}).get("Restarting"))
+    return summary

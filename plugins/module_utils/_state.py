@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import tempfile
@@ -76,3 +77,121 @@ def write_state(state_dir, app, state):
     finally:
         os.close(dir_fd)
     return path
+
+
+# ---------------------------------------------------------------------------
+# Pure logic: which color is active, and recording a new active color
+# ---------------------------------------------------------------------------
+
+DEFAULT_HISTORY_SIZE = 10
+# History keys the module sets itself; a caller's `record` cannot override them.
+CORE_HISTORY_KEYS = ("release", "color", "previous_color", "previous_release", "at")
+
+
+def resolve_colors(recorded, web):
+    """(active, idle, warnings) from the recorded color and what really runs.
+
+    `recorded` is the state file's active color (None when there is no file or
+    no color in it). `web` maps each color to {"running": bool, "created": str}
+    for that color's web service ("running" means at least one web container is
+    running and not paused; "created" is the oldest such container's creation
+    time, ISO 8601). The rules (documented in the module):
+
+    - recorded color's web runs: it is active (the other may run too: the
+      previous release after a deploy);
+    - recorded color's web does not run, the other's does: the running color
+      is active (never start the idle color over the only running release);
+    - recorded color, no web runs: the record stands;
+    - nothing recorded, one web runs: that color is active;
+    - nothing recorded, both run: the older web (created first) is active,
+      blue on a tie;
+    - nothing recorded, nothing runs: no active color; idle is blue.
+    """
+    running = [color for color in COLORS if (web.get(color) or {}).get("running")]
+    warnings = []
+    if recorded is not None and recorded not in COLORS:
+        raise BlueGreenError("unknown recorded color %r" % (recorded,))
+    if recorded:
+        other = _other(recorded)
+        if recorded in running:
+            active = recorded
+        elif other in running:
+            active = other
+            warnings.append(
+                "the state file names %s as active, but no %s web container is running while %s's is: "
+                "treating %s as active (record it with state=active to silence this)"
+                % (recorded, recorded, other, other))
+        else:
+            active = recorded
+            warnings.append(
+                "the state file names %s as active, but no web container of either color is running: "
+                "keeping %s as active" % (recorded, recorded))
+    elif len(running) == 1:
+        active = running[0]
+        warnings.append(
+            "no active color is recorded, but %s's web is running: treating %s as active "
+            "(record it with state=active to silence this)" % (active, active))
+    elif len(running) == 2:
+        active = sorted(COLORS, key=lambda c: (web[c].get("created") or "", COLORS.index(c)))[0]
+        warnings.append(
+            "no active color is recorded and the web of both colors is running: treating %s as active "
+            "because its web is the older one (record the right color with state=active)" % active)
+    else:
+        active = None
+    idle = _other(active) if active else COLORS[0]
+    return active, idle, warnings
+
+
+def _other(color):
+    return COLORS[1] if color == COLORS[0] else COLORS[0]
+
+
+def last_release_of(state, color):
+    """The release most recently recorded for `color`, from the record and its history."""
+    if state.get("active_color") == color and state.get("release") is not None:
+        return state.get("release")
+    for entry in state.get("history") or []:
+        if entry.get("color") == color:
+            return entry.get("release")
+    return None
+
+
+def record_active(state, color, release=None, record=None, history_size=DEFAULT_HISTORY_SIZE, now=None):
+    """(new_state, changed): `state` with `color` recorded as active.
+
+    Re-recording the active color with the same release (or no release) is no
+    change. Otherwise the new state gets a history entry, newest first:
+    {release, color, previous_color, previous_release, at, **record}, and the
+    history is cut to `history_size` entries. `release` None means: the release
+    last recorded for that color (a rollback to the previous color keeps its
+    release). `now` is an ISO 8601 UTC time string (injected for tests).
+    """
+    if color not in COLORS:
+        raise BlueGreenError("color must be one of %s, got %r" % (", ".join(COLORS), color))
+    if history_size is None or history_size < 0:
+        raise BlueGreenError("history_size must be zero or more, got %s" % (history_size,))
+    before_color = state.get("active_color")
+    before_release = state.get("release")
+    if release is None:
+        release = before_release if before_color == color else last_release_of(state, color)
+    if before_color == color and before_release == release:
+        return state, False
+    at = now or utc_now()
+    entry = dict(record or {})
+    entry.update(release=release, color=color, previous_color=before_color,
+                 previous_release=before_release, at=at)
+    new = dict(state)
+    new.update(active_color=color, release=release, updated_at=at,
+               history=([entry] + list(state.get("history") or []))[:history_size])
+    return new, True
+
+
+def state_diff(before, after):
+    """The diff the module returns for the state file."""
+    def view(state):
+        return {"active_color": state.get("active_color"), "release": state.get("release")}
+    return {"before": view(before), "after": view(after)}
+
+
+def utc_now():
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
