@@ -79,6 +79,10 @@ options:
         any failure stops the module before a container is touched. No change when every targeted service
         already has its containers running the current configuration and image (and healthy, where the service
         has a health check and O(wait) is on).
+      - V(prepared) does everything V(started) does before starting - validates the compose files, pulls or
+        builds images per O(pull) and O(build), checks each image's architecture against the host's - and starts
+        nothing. A deploy runs it while the old release still serves, so that a missing or wrong-architecture
+        image fails the deploy before anything was quiesced. Changed only when it pulled or built an image.
       - V(stopped) runs C(docker stop --time) O(stop_timeout) on the targeted services' running (or paused)
         containers, found by Compose labels. It never creates or recreates a container.
       - V(paused) runs C(docker pause) on the targeted services' running containers (the cgroup freezer; CPU is
@@ -96,7 +100,7 @@ options:
         facts in a new history entry. Recording the active color again with the same release is no change.
         It changes no container. A warning is returned when that color's web is not running.
     type: str
-    choices: [inspect, started, stopped, paused, unpaused, absent, active]
+    choices: [inspect, prepared, started, stopped, paused, unpaused, absent, active]
     default: inspect
   services:
     description:
@@ -128,7 +132,7 @@ options:
     default: 300
   pull:
     description:
-      - For O(state=started), when to pull the images of the targeted services that are not built.
+      - For O(state=started) and O(state=prepared), when to pull the images of the targeted services that are not built.
       - V(missing) pulls images that are not present locally; V(always) pulls them all; V(never) pulls nothing and
         fails if an image is missing.
     type: str
@@ -136,7 +140,7 @@ options:
     default: missing
   build:
     description:
-      - For O(state=started), when to build the images of targeted services that have a C(build) section.
+      - For O(state=started) and O(state=prepared), when to build the images of targeted services that have a C(build) section.
       - V(never) builds nothing; V(missing) builds images that are not present locally; V(always) rebuilds them.
     type: str
     choices: [never, always, missing]
@@ -757,6 +761,13 @@ class ColorManager:
             logs.setdefault(c["service"], []).extend(self.cli.logs(c["id"], tail=LOG_LINES))
         return logs
 
+    def state_prepared(self, before):
+        if self.config is None:
+            raise BlueGreenError("project_src is required for state=prepared")
+        targets = self.targets(before)
+        self.prepare_images(targets, config_services(self.config))
+        return targets, None
+
     def state_started(self, before):
         if self.config is None:
             raise BlueGreenError("project_src is required for state=started")
@@ -903,7 +914,7 @@ def main():
     argument_spec = dict(
         color=dict(type="str", default="idle", choices=["blue", "green", "active", "idle"]),
         state=dict(type="str", default="inspect",
-                   choices=["inspect", "started", "stopped", "paused", "unpaused", "absent", "active"]),
+                   choices=["inspect", "prepared", "started", "stopped", "paused", "unpaused", "absent", "active"]),
         services=dict(type="list", elements="str"),
         web_service=dict(type="str", default="web"),
         wait=dict(type="bool"),
@@ -923,7 +934,7 @@ def main():
     module = AnsibleModule(
         argument_spec=argument_spec,
         required_by=shared["required_by"],
-        required_if=[("state", "started", ("project_src",))],
+        required_if=[("state", "started", ("project_src",)), ("state", "prepared", ("project_src",))],
         supports_check_mode=True,
     )
     manager = None
