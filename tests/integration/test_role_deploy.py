@@ -168,10 +168,12 @@ def test_rollback_answered_at_the_gate_restores_the_previous_release(demo_stack,
 
 
 def _run_answering_gate(argv, answer, timeout=600):
-    """Run a playbook on a pseudo-terminal and type `answer` at the verify gate's prompt."""
-    leader, follower = pty.openpty()
-    proc = subprocess.Popen(argv, stdin=follower, stdout=follower, stderr=follower, env=_env(), close_fds=True)  # pylint: disable=consider-using-with
-    os.close(follower)
+    """Run a playbook on a pseudo-terminal (its controlling terminal, as for an
+    operator) and type `answer` at the verify gate's prompt."""
+    env = _env()
+    pid, leader = pty.fork()
+    if pid == 0:  # the child: ansible-playbook on the terminal
+        os.execvpe(argv[0], argv, env)
     output = b""
     answered = False
     deadline = time.monotonic() + timeout
@@ -181,7 +183,7 @@ def _run_answering_gate(argv, answer, timeout=600):
             if ready:
                 try:
                     chunk = os.read(leader, 65536)
-                except OSError:
+                except OSError:  # the child closed the terminal
                     break
                 if not chunk:
                     break
@@ -189,11 +191,9 @@ def _run_answering_gate(argv, answer, timeout=600):
             if not answered and b"type 'rollback'" in output:
                 os.write(leader, answer.encode() + b"\r")
                 answered = True
-            if proc.poll() is not None and not ready:
-                break
     finally:
         os.close(leader)
-        proc.wait(timeout=60)
+        os.waitpid(pid, 0)
     return output.decode(errors="replace")
 
 
