@@ -106,7 +106,7 @@ notes:
   - As with every module that returns a C(path), Ansible adds the lock file's C(owner), C(group), C(mode), C(uid),
     C(gid), C(size) and C(state) (V(file), or V(absent) once released) to the result.
 author:
-  - lowspec.bluegreen developers (!UNKNOWN)
+  - lowspec.bluegreen developers (@lowspec)
 seealso:
   - module: lowspec.bluegreen.host_pressure
     description: The other check a deploy makes before each stage.

@@ -89,7 +89,7 @@ notes:
   - The result keys are returned on failure too, so a rescue block can show them.
   - Thresholds and timeouts must be zero or more; a negative one fails before anything is read.
 author:
-  - lowspec.bluegreen developers (!UNKNOWN)
+  - lowspec.bluegreen developers (@lowspec)
 seealso:
   - name: PSI - Pressure Stall Information
     description: The kernel's documentation of /proc/pressure.
