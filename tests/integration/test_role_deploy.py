@@ -138,7 +138,7 @@ def test_second_deploy_is_refused_naming_the_holder(demo_stack, nginx, tmp_path)
         assert "locked by first-operator" in second.stdout
         assert "since" in second.stdout
     finally:
-        out, _ = first.communicate(timeout=600)
+        out = first.communicate(timeout=600)[0]
     assert first.returncode == 0, out[-3000:]
     assert_deployed(subprocess.CompletedProcess([], 0, out), demo_stack, nginx, state_dir, "blue", "v1")
 
@@ -179,7 +179,7 @@ def _run_answering_gate(argv, answer, timeout=600):
     deadline = time.monotonic() + timeout
     try:
         while time.monotonic() < deadline:
-            ready, _, _ = select.select([leader], [], [], 0.5)
+            ready = select.select([leader], [], [], 0.5)[0]
             if ready:
                 try:
                     chunk = os.read(leader, 65536)
@@ -221,4 +221,3 @@ def test_check_mode_changes_no_container_file_or_proxy(demo_stack, nginx, tmp_pa
     assert {cid: container_state(cid) for cid in states_before} == states_before
     assert nginx.upstream_path.read_text() == upstream
     assert (state_dir / ("%s.json" % demo_stack.app)).read_text() == state
-
