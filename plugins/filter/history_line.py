@@ -57,8 +57,8 @@ def history_line(entry):
         notes.append("drained")
     stopped = entry.get("stopped") or []
     if stopped:
-        notes.append("%s %s" % ("paused" if entry.get("quiesce_mode") == "pause" else "stopped",
-                               "+".join(sorted({item.get("service", "?") for item in stopped if isinstance(item, dict)}))))
+        services = sorted({item.get("service", "?") for item in stopped if isinstance(item, dict)})
+        notes.append("%s %s" % ("paused" if entry.get("quiesce_mode") == "pause" else "stopped", "+".join(services)))
     if entry.get("duration_s") is not None:
         notes.append("%ss" % entry["duration_s"])
     return "%s  %s" % (parts[0], ", ".join(notes))
