@@ -39,11 +39,16 @@ install_packages() {
 
 start_docker() {
     if docker_answers; then say "Docker daemon answers"; return; fi
-    command -v docker >/dev/null || die "no docker client on PATH"
-    [ "$(id -u)" -eq 0 ] || die "no Docker daemon answers and only root can start one here"
-    PATH="$PATH:/usr/sbin" command -v dockerd >/dev/null || die "dockerd not installed"
+    command -v docker >/dev/null || die "no docker client on PATH (apt-get install docker.io)"
+    # Only a local daemon on the default socket is ours to start.
+    if [ -n "${DOCKER_HOST:-}" ]; then
+        die "the Docker daemon at DOCKER_HOST=$DOCKER_HOST does not answer; start it, or unset DOCKER_HOST"
+    fi
+    [ "$(id -u)" -eq 0 ] || die "no Docker daemon answers and only root can start one here (run as root, or start dockerd and give this user access)"
+    local dockerd=${LOWSPEC_DOCKERD:-$(PATH="$PATH:/usr/sbin" command -v dockerd || true)}
+    [ -n "$dockerd" ] || die "dockerd is not installed (apt-get install docker.io)"
     say "starting dockerd (log: /var/log/lowspec-dockerd.log)"
-    setsid "$(PATH="$PATH:/usr/sbin" command -v dockerd)" >/var/log/lowspec-dockerd.log 2>&1 < /dev/null &
+    setsid "$dockerd" >/var/log/lowspec-dockerd.log 2>&1 < /dev/null &
     local waited=0
     until docker_answers; do
         sleep 1; waited=$((waited + 1))
