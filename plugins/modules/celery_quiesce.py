@@ -561,7 +561,14 @@ class CeleryQuiesceManager:
             _kind, message = classify_failure(rc, out, err)
             self.warnings.append("celery inspect %s in %s: %s" % (call, container["name"], message))
             return None
-        return parse_tasks(out)
+        tasks = parse_tasks(out)
+        silent = [node for node in nodes if node not in tasks]
+        if silent:
+            # A node that did not reply (a loaded host answers late) holds an
+            # unknown set of tasks: never read its silence as "drained".
+            self.warnings.append("celery inspect %s in %s: no reply from %s" % (call, container["name"], ", ".join(silent)))
+            return None
+        return tasks
 
     # -- quiesce ----------------------------------------------------------
 

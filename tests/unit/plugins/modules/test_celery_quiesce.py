@@ -217,6 +217,34 @@ def test_a_task_past_the_drain_deadline_is_reported_and_the_worker_still_stops()
     assert host.ops()[-1] == ("stop", (WORKER,), 90)
 
 
+class SilentHost(FakeHost):
+    """A loaded worker: `inspect active` exits 0 with a reply that lacks its node."""
+
+    def __init__(self, containers, silent_polls):
+        super().__init__(containers)
+        self.silent_polls = silent_polls
+
+    def exec_in(self, cid, argv, check=True, env=None):
+        if "active" in argv and "inspect" in argv and self.silent_polls:
+            self.silent_polls -= 1
+            self.calls.append(("celery", cid[:12], "active"))
+            return 0, "{}", ""
+        return super().exec_in(cid, argv, check, env)
+
+
+def test_a_worker_that_does_not_reply_is_never_taken_as_drained():
+    result = run(SilentHost(demo(), silent_polls=1000), drain_timeout=3)
+    assert result["drained"] is False
+    assert any("no reply from celery@" in w for w in result["warnings"])
+
+
+def test_a_late_reply_keeps_the_drain_going_until_the_worker_answers_empty():
+    host = SilentHost(demo(), silent_polls=2)
+    result = run(host, drain_timeout=30)
+    assert result["drained"] is True
+    assert [c[2] for c in host.calls if c[0] == "celery" and c[2] == "active"] == ["active"] * 3
+
+
 def test_pause_mode_freezes_workers_but_stops_beat():
     host = FakeHost(demo())
     result = run(host, mode="pause", drain_timeout=60, max_pause=600)
