@@ -1292,6 +1292,15 @@ def plot(results, floor, cfg, path):
     plt.close(fig)
 
 
+def code_provenance():
+    """The commit the role and modules came from, and which of their files differed from it."""
+    def git(*args):
+        return subprocess.run(["git", "-C", str(ROOT)] + list(args), capture_output=True, text=True, check=False).stdout
+
+    dirty = [line[3:] for line in git("status", "--porcelain", "--", "roles", "plugins", "playbooks").splitlines()]
+    return {"commit": git("rev-parse", "--short", "HEAD").strip(), "dirty": dirty}
+
+
 def knob_text(cfg):
     return ("DEMO_WEB_CPU_MS=%s, DEMO_WORKER_BOOT_CPU_S=%s, DEMO_WORKER_BOOT_MB=%d, DEMO_CONCURRENCY=%d, "
             "DEMO_BEAT_PERIOD=%s, DEMO_WEB_WORKERS=%d; budget %s CPU (cfs quota) and %d MB (memory.limit_in_bytes) "
@@ -1348,18 +1357,23 @@ def main(argv=None):
     load_end = os.getloadavg()
     load_info = {"start": load_start, "end": load_end,
                  "per_strategy": {n: results[n]["summary"]["load_avg_at_start"] for n in results}}
-    doc = {"run": stamp, "elapsed_s": elapsed, "config": vars(cfg), "knobs": knobs(cfg), "load_avg": load_info,
+    provenance = code_provenance()
+    doc = {"run": stamp, "elapsed_s": elapsed, "code": provenance, "config": vars(cfg), "knobs": knobs(cfg), "load_avg": load_info,
            "errors": errors, "floor": floor, "floor_raw": floor_data,
            "strategies": {n: results[n] for n in results}}
     (rundir / "run.json").write_text(json.dumps(doc))
     (rundir / "summary.json").write_text(json.dumps(
-        {"run": stamp, "elapsed_s": elapsed, "knobs": knobs(cfg), "config": vars(cfg), "load_avg": load_info,
+        {"run": stamp, "elapsed_s": elapsed, "code": provenance, "knobs": knobs(cfg), "config": vars(cfg), "load_avg": load_info,
          "errors": errors, "floor": floor, "summaries": {n: results[n]["summary"] for n in results}}, indent=1))
     md = ["# Benchmark run %s" % stamp, "",
           "Demo app v1 -> v2 on this machine (%d cores), %s. Load average (1/5/15 min) at the start %.2f/%.2f/%.2f, "
           "at the end %.2f/%.2f/%.2f; per deploy start: %s. Whole run %.0f s." % (
               os.cpu_count(), knob_text(cfg), *load_start, *load_end,
-              ", ".join("%s %.2f" % (n, v) for n, v in load_info["per_strategy"].items()), elapsed), ""]
+              ", ".join("%s %.2f" % (n, v) for n, v in load_info["per_strategy"].items()), elapsed),
+          "", "Role variables beyond the benchmark's stack wiring: %s." % (
+              os.environ.get("BENCH_ROLE_EXTRA_VARS") or "none (the role's defaults, verify gate off)"),
+          "", "Code: commit %s%s." % (provenance["commit"], "; uncommitted changes in " + ", ".join(provenance["dirty"])
+                                      if provenance["dirty"] else ", clean"), ""]
     if results:
         md += [table(results, floor, cfg, load_info), ""]
         rows = targets(results, floor)
