@@ -48,6 +48,14 @@ options:
     description:
       - Variables for interpolation of the compose files, passed to Compose in its environment
         (never on its command line, never in the module's C(actions)).
-      - Values may hold secrets; the option is not logged.
+      - Values may hold secrets; the option is not logged, and Ansible masks each of its values wherever it
+        appears in the result - a short value such as V(2) would be masked inside container ids too. Put values
+        that are no secret (ports, sizes, counts) in O(variables) instead.
     type: dict
+  variables:
+    description:
+      - Variables for interpolation that are no secret (ports, sizes, counts), passed like O(env) but shown in
+        the output as they are. O(env) wins where both set a variable.
+    type: dict
+    version_added: 0.1.0
 """

@@ -390,6 +390,7 @@ def compose_argspec():
         files=dict(type="list", elements="str"),
         env_files=dict(type="list", elements="str"),
         env=dict(type="dict", no_log=True),
+        variables=dict(type="dict"),
     )
 
 

@@ -586,6 +586,8 @@ class CeleryQuiesceManager:
         planned = [{"id": c["id"], "service": c["service"], "action": "stopped", "queues": []} for c in beats_to_stop]
         planned += [{"id": c["id"], "service": c["service"], "action": action, "queues": []} for c in running_workers]
         if not planned:
+            # No beat runs (already stopped, e.g. by an interrupted deploy): none can send beside the new one.
+            self.result["beat_stopped"]["exited_before_workers"] = True
             timings["total"] = _round(self.clock() - started)
             return
         if self.check_mode:

@@ -531,13 +531,14 @@ class ColorManager:
 
     def _user_env(self):
         env = {}
-        for key, value in (self.params["env"] or {}).items():
-            if not isinstance(key, str) or not _ENV_NAME_RE.match(key):
-                raise BlueGreenError("env: %r is not a valid environment variable name" % (key,))
-            env[key] = _env_value(value)
+        for option in ("variables", "env"):
+            for key, value in (self.params[option] or {}).items():
+                if not isinstance(key, str) or not _ENV_NAME_RE.match(key):
+                    raise BlueGreenError("%s: %r is not a valid environment variable name" % (option, key))
+                env[key] = _env_value(value)
         # `env` is no_log, so Ansible masks its values anywhere in the result. The color and the release
         # are no secrets (the module returns them), so their values are not masked.
-        secrets = {value for key, value in env.items() if key not in OWN_VARIABLES}
+        secrets = {_env_value(value) for key, value in (self.params["env"] or {}).items() if key not in OWN_VARIABLES}
         for key in OWN_VARIABLES:
             if env.get(key) and env[key] not in secrets:
                 self.module.no_log_values.discard(env[key])
@@ -638,7 +639,8 @@ class ColorManager:
             self.cli.actions.append(self.cli.describe(argv))
             return
         try:
-            self.cli.run(argv, changes=True)
+            # In project_src, as the read-only compose calls run: `files` and `env_files` are relative to it.
+            self.cli.run(argv, changes=True, cwd=self.project_opts.get("project_src"))
         except DockerCLIError as exc:
             reason = first_error_line(exc.stderr) or first_error_line(exc.stdout) or "exit code %s" % exc.rc
             raise DockerCLIError("%s of %s failed: %s" % (what, self.project, reason), **exc.details()) from exc

@@ -524,6 +524,7 @@ def test_container_details_adds_the_config_hash():
 
 def test_compose_argspec_bundle():
     spec = _compose.compose_argspec_ex()
-    assert set(spec["argspec"]) == {"app", "project_src", "files", "env_files", "env"}
+    assert set(spec["argspec"]) == {"app", "project_src", "files", "env_files", "env", "variables"}
+    assert "no_log" not in spec["argspec"]["variables"]
     assert spec["argspec"]["env"]["no_log"] is True and spec["argspec"]["app"]["required"] is True
     assert spec["required_by"] == {"files": ("project_src",), "env_files": ("project_src",)}
