@@ -45,7 +45,6 @@ host_sock() { echo "$(host_run "$1")/docker.sock"; }
 in_ns() { local h=$1; shift; nsenter --net="/var/run/netns/$(ns_name "$h")" "$@"; }
 hdocker() { local h=$1; shift; DOCKER_HOST="unix://$(host_sock "$h")" docker "$@"; }
 pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
-nginx_base() { echo "nginx -p $(host_dir "$1")/nginx -c nginx.conf -e error.log"; }
 
 # Hosts that exist in any form (namespace, directory), sorted by index.
 known_hosts() {
@@ -197,8 +196,7 @@ up_nginx() {
     [ -f "$prefix/upstream.conf" ] ||
         printf 'upstream %s_bluegreen {\n    server 127.0.0.1:18001;\n}\n' "$APP" >"$prefix/upstream.conf"
     pid_alive "$prefix/nginx.pid" && return
-    # shellcheck disable=SC2046
-    in_ns "$h" $(nginx_base "$h") || die "nginx of $h did not start (see $prefix/error.log)"
+    in_ns "$h" nginx -p "$prefix" -c nginx.conf -e error.log || die "nginx of $h did not start (see $prefix/error.log)"
 }
 
 up_redis() {
@@ -252,7 +250,9 @@ all:
         bluegreen_celery_command: [python3, -m, celery]
         bluegreen_drain_timeout: 30
         bluegreen_stop_timeout: 30
-        bluegreen_health_deadline: 30
+        # Short deadlines: the demo's web answers within seconds, so a broken
+        # release fails (and is rescued) sooner.
+        bluegreen_health_deadline: 20
         bluegreen_start_wait_timeout: 90
         bluegreen_worker_ready_timeout: 90
         bluegreen_verify_gate: "off"
