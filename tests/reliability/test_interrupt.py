@@ -1,0 +1,133 @@
+# Copyright (c) lowspec.bluegreen contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Issue 9, fault 8: the operator presses Ctrl-C during a deploy and at the verify gate.
+
+The playbook runs on a pseudo-terminal, as for an operator, and Ctrl-C is typed
+there (the terminal sends SIGINT to the whole foreground process group, modules
+included). Then the recovery documented in the role README is followed, and the
+host must end consistent: one color serving with its workers and beat running,
+the state file naming it, the lock free, one beat.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import select
+import time
+
+import requests
+
+from conftest import integration
+
+FAST = {
+    "bluegreen_health_deadline": 20,
+    "bluegreen_drain_timeout": 10,
+    "bluegreen_stop_timeout": 30,
+    "bluegreen_worker_ready_timeout": 60,
+    "bluegreen_start_wait_timeout": 60,
+    "bluegreen_pressure_cpu_max": 100,
+    "bluegreen_pressure_memory_max": 100,
+}
+# The documented way to take over the lock of a run that is gone (roles/bluegreen/README.md).
+BREAK_LOCK = {"bluegreen_lock_break_stale": True, "bluegreen_lock_stale_after": 0}
+
+
+def run_on_pty(argv, script, timeout=600):
+    """Run argv on a terminal; `script` is a list of (text to wait for, bytes to type)."""
+    pid, leader = pty.fork()
+    if pid == 0:
+        os.execvpe(argv[0], argv, integration._env())  # pylint: disable=protected-access
+    output, steps = b"", list(script)
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            if select.select([leader], [], [], 0.2)[0]:
+                try:
+                    chunk = os.read(leader, 65536)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                output += chunk
+            if steps and steps[0][0].encode() in output:
+                time.sleep(0.5)
+                os.write(leader, steps.pop(0)[1])
+    finally:
+        os.close(leader)
+        _pid, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), output.decode(errors="replace")
+
+
+def playbook_argv(variables, playbook="deploy.yml"):
+    return ["ansible-playbook", "-i", str(integration.localhost_inventory()),
+            str(integration.ROOT / "playbooks" / playbook), "-e", json.dumps(variables)]
+
+
+def assert_consistent(stack, nginx, state_dir, color, release):
+    body = requests.get(nginx.url, timeout=5).json()
+    assert (body["color"], body["release"]) == (color, release)
+    state = json.loads((state_dir / ("%s.json" % stack.app)).read_text())
+    assert (state["active_color"], state["release"]) == (color, release)
+    for svc in ("web", "worker", "beat"):
+        ids = integration.project_containers(stack.project(color), svc)
+        assert [integration.container_state(cid)[0] for cid in ids] == ["running"], (color, svc)
+    other = "green" if color == "blue" else "blue"
+    for svc in ("worker", "beat"):
+        ids = integration.project_containers(stack.project(other), svc)
+        assert all(integration.container_state(cid)[0] != "running" for cid in ids), (other, svc)
+    assert not (state_dir / ("%s.lock" % stack.app)).exists()
+    uids = stack.enqueue(color, n=2, seconds=0.1)
+    assert stack.wait_done(uids, timeout=60) == {uid: 1 for uid in uids}
+
+
+def test_ctrl_c_mid_deploy_then_documented_recovery(demo_stack, nginx, tmp_path):
+    state_dir = tmp_path / "state"
+    first = integration.deploy(integration.role_vars(demo_stack, nginx, state_dir, "v1", **FAST))
+    assert first.returncode == 0, first.stdout[-3000:]
+
+    variables = integration.role_vars(demo_stack, nginx, state_dir, "v2", **FAST)
+    with integration.TrafficProbe(nginx.url) as probe:
+        code, output = run_on_pty(playbook_argv(variables), [("Start the new color's workers", b"\x03")])
+    assert code != 0, output[-3000:]
+    assert probe.failures == [], "the old release stopped answering when the deploy was interrupted"
+    lock = state_dir / ("%s.lock" % demo_stack.app)
+    assert lock.exists(), "an interrupted run cannot release its lock: the lock must show it"
+
+    # A plain re-run is refused, naming the holder and how to take over.
+    refused = integration.deploy(variables)
+    assert refused.returncode != 0
+    assert "locked by" in refused.stdout and "bluegreen_lock_break_stale" in refused.stdout, refused.stdout[-3000:]
+
+    # The documented recovery: re-run, taking over the lock deliberately.
+    with integration.TrafficProbe(nginx.url) as probe:
+        again = integration.deploy(dict(variables, **BREAK_LOCK))
+    assert again.returncode == 0, again.stdout[-5000:]
+    assert probe.failures == []
+    assert_consistent(demo_stack, nginx, state_dir, "green", "v2")
+
+
+def test_ctrl_c_at_the_gate_then_documented_recovery(demo_stack, nginx, tmp_path):
+    state_dir = tmp_path / "state"
+    first = integration.deploy(integration.role_vars(demo_stack, nginx, state_dir, "v1", **FAST))
+    assert first.returncode == 0, first.stdout[-3000:]
+    blue_workers = integration.project_containers(demo_stack.project("blue"), "worker")
+
+    variables = integration.role_vars(demo_stack, nginx, state_dir, "v2", bluegreen_verify_gate="prompt", **FAST)
+    code, output = run_on_pty(playbook_argv(variables), [("type 'rollback'", b"\x03"), ("abort", b"a")])
+    print(output[-1500:])
+    assert code != 0, output[-3000:]
+    lock = state_dir / ("%s.lock" % demo_stack.app)
+    if "failed at step 'gate'" in output:
+        # Ctrl-C, then A(bort) at pause's question: the play fails at the gate and the rescue rolls back.
+        assert_consistent(demo_stack, nginx, state_dir, "blue", "v1")
+    else:
+        # The run died at the gate: the new release is live and recorded; the documented
+        # recovery returns to the old one with rollback.yml.
+        assert lock.exists()
+        back = integration.deploy(dict(variables, **BREAK_LOCK), playbook="rollback.yml")
+        assert back.returncode == 0, back.stdout[-5000:]
+        assert_consistent(demo_stack, nginx, state_dir, "blue", "v1")
+    assert integration.project_containers(demo_stack.project("blue"), "worker") == blue_workers
