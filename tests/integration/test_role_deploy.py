@@ -169,13 +169,18 @@ def test_rollback_answered_at_the_gate_restores_the_previous_release(demo_stack,
 
 def _run_answering_gate(argv, answer, timeout=600):
     """Run a playbook on a pseudo-terminal (its controlling terminal, as for an
-    operator) and type `answer` at the verify gate's prompt."""
+    operator) and type `answer` at the verify gate's prompt.
+
+    Ansible may flush the terminal's input when the prompt opens, so the answer
+    is typed again every few seconds until the play moves on.
+    """
     env = _env()
     pid, leader = pty.fork()
     if pid == 0:  # the child: ansible-playbook on the terminal
         os.execvpe(argv[0], argv, env)
     output = b""
-    answered = False
+    prompt_seen_at = None
+    last_typed = 0.0
     deadline = time.monotonic() + timeout
     try:
         while time.monotonic() < deadline:
@@ -188,11 +193,18 @@ def _run_answering_gate(argv, answer, timeout=600):
                 if not chunk:
                     break
                 output += chunk
-            if not answered and b"type 'rollback'" in output:
+            if prompt_seen_at is None and b"type 'rollback'" in output:
+                prompt_seen_at = len(output)
+            still_at_prompt = prompt_seen_at is not None and b"TASK [" not in output[prompt_seen_at:]
+            if still_at_prompt and time.monotonic() - last_typed > 3:
                 os.write(leader, answer.encode() + b"\r")
-                answered = True
+                last_typed = time.monotonic()
     finally:
         os.close(leader)
+        try:
+            os.kill(pid, 15)
+        except ProcessLookupError:
+            pass
         os.waitpid(pid, 0)
     return output.decode(errors="replace")
 
