@@ -23,7 +23,8 @@ from ansible_collections.lowspec.bluegreen.plugins.module_utils._common import (
     BlueGreenError,
 )
 
-# name -> (celery subcommand, method, takes a queue argument, changes the worker)
+# name -> (celery subcommand, method, takes an argument, changes the worker)
+# The argument is a queue name, or a number of pool processes for pool_*.
 # Celery's remote `shutdown` is deliberately absent: a `restart: always`
 # container comes straight back, and Docker's stop grace is what we want.
 CELERY_CALLS = {
@@ -31,9 +32,15 @@ CELERY_CALLS = {
     "active": ("inspect", "active", False, False),
     "reserved": ("inspect", "reserved", False, False),
     "active_queues": ("inspect", "active_queues", False, False),
+    "stats": ("inspect", "stats", False, False),
     "cancel_consumer": ("control", "cancel_consumer", True, True),
     "add_consumer": ("control", "add_consumer", True, True),
+    "pool_shrink": ("control", "pool_shrink", True, True),
+    "pool_grow": ("control", "pool_grow", True, True),
 }
+
+# What billiard answers when pool_shrink finds no idle process to end.
+POOL_BUSY = "All processes busy"
 
 # Seconds Celery waits for replies. With --destination it returns as soon as
 # every named node answered, so this only bounds a silent node.
@@ -55,14 +62,21 @@ def node_name(hostname, prefix="celery"):
 
 
 def celery_argv(celery_command, app, call, destinations, queue=None, timeout=DEFAULT_REPLY_TIMEOUT):
-    """argv (run inside the container) of one call of CELERY_CALLS, addressed to `destinations`."""
+    """argv (run inside the container) of one call of CELERY_CALLS, addressed to `destinations`.
+
+    `queue` is the call's argument: a queue name, or for pool_shrink/pool_grow a process count.
+    """
     if call not in CELERY_CALLS:
         raise ValueError("unknown celery call %r" % (call,))
-    subcommand, method, takes_queue, _changes = CELERY_CALLS[call]
+    subcommand, method, takes_argument, _changes = CELERY_CALLS[call]
     if not destinations:
         raise ValueError("celery %s needs at least one destination node" % call)
     argv = list(celery_command) + ["-A", app, subcommand, method]
-    if takes_queue:
+    if takes_argument:
+        if call.startswith("pool_"):
+            if isinstance(queue, bool) or not isinstance(queue, int) or queue < 1:
+                raise ValueError("celery %s needs a positive number of processes, got %r" % (call, queue))
+            queue = str(queue)
         if not queue:
             raise ValueError("celery %s needs a queue" % call)
         argv.append(queue)
@@ -131,6 +145,25 @@ def parse_queues(stdout):
     for node, reply in parse_reply(stdout).items():
         queues[node] = [q.get("name") for q in (reply or []) if isinstance(q, dict) and q.get("name")]
     return queues
+
+
+def parse_pool_sizes(stdout):
+    """{node: number of pool processes alive} from `inspect stats` (prefork pools only).
+
+    `max-concurrency` keeps the configured size after a pool_shrink; the
+    `processes` list is what really runs.
+    """
+    sizes = {}
+    for node, reply in parse_reply(stdout).items():
+        pool = reply.get("pool") if isinstance(reply, dict) else None
+        processes = pool.get("processes") if isinstance(pool, dict) else None
+        if not isinstance(processes, list):
+            raise CeleryReplyError(
+                "%s reports no prefork pool processes (pool: %s); pool_shrink and pool_grow need the prefork pool"
+                % (node, _shorten(json.dumps(pool)))
+            )
+        sizes[node] = len(processes)
+    return sizes
 
 
 def parse_tasks(stdout):

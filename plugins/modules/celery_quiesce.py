@@ -21,9 +21,14 @@ description:
     work; C(celery inspect reserved) and C(celery inspect active) are polled until both are empty or
     O(drain_timeout) passes; and the workers are stopped with C(docker stop) and a grace period of
     O(stop_timeout) (O(mode=stop)), or frozen with C(docker pause) (O(mode=pause)).
+  - With O(state=quiesced) and O(mode=shrink), only the workers' prefork pools are shrunk to
+    O(keep_processes) each (C(celery control pool_shrink), no restart); beat and the consumers are left
+    as they are, so the old release keeps working at a trickle while the new one starts. A later call
+    with O(mode=stop) completes the drain and stop.
   - With O(state=resumed), exactly the given containers are started (C(docker start)) or unfrozen
     (C(docker unpause)), never recreated; frozen workers consume their queues again
-    (C(celery control add_consumer)); the module waits until each worker is ready, then brings beat back.
+    (C(celery control add_consumer)); the module waits until each worker is ready, grows shrunk pools
+    back (C(celery control pool_grow)) to the size a shrink recorded or to O(processes), then brings beat back.
   - Celery is reached with C(docker exec) into the worker containers, so the host needs no Celery.
     The broker is shared by both colors, so every Celery call names its destination node, found from
     the container's hostname (C(celery@<hostname>)) and confirmed with C(celery inspect ping); a worker
@@ -97,10 +102,31 @@ options:
         refused when O(drain_timeout) + O(max_pause) is not below O(visibility_timeout), because after the
         visibility timeout the broker gives a frozen worker's unacknowledged messages to another
         worker, and unfreezing would run them twice.
-      - Beat is always stopped (never frozen), so that a later beat only starts once it has exited.
+      - V(shrink) keeps the workers consuming with O(keep_processes) pool processes each (prefork pool
+        only), so CPU and memory drop to a trickle while the task flow goes on. Beat keeps running. Each
+        process is ended only when idle; under a backlog the worker's consumers are cancelled until one
+        process is idle and added back right after. RV(containers) lists the shrunk workers with their
+        pool sizes; pass it to O(state=resumed) to grow them back.
+      - With V(stop) and V(pause), beat is always stopped (never frozen), so that a later beat only starts
+        once it has exited.
     type: str
-    choices: [stop, pause]
+    choices: [stop, pause, shrink]
     default: stop
+  keep_processes:
+    description:
+      - With O(mode=shrink), the pool processes each worker keeps. At least 1.
+      - The shrink waits up to O(drain_timeout) for busy processes to become idle.
+    type: int
+    default: 1
+  processes:
+    description:
+      - With O(state=resumed), grow each given worker that is running to this many pool processes
+        (C(celery control pool_grow)) once it is ready; for example new workers started with a small warm-up
+        concurrency. Never shrinks a pool.
+      - When not given, a worker whose entry in O(containers) carries C(pool.before) (from a O(mode=shrink)
+        call) is grown back to that size.
+      - Pool sizes count the processes of each Celery node; the usual one node per container.
+    type: int
   worker_services:
     description:
       - Compose services that run Celery workers.
@@ -163,6 +189,7 @@ options:
         container ids, or the list of dicts RV(containers) of an earlier O(state=quiesced) call (pass
         C({{ quiesce.containers }}) as it is); the dicts' C(queues) tell which queues a frozen
         worker consumes again.
+      - Entries with C(pool) (from O(mode=shrink)) of a worker still running are grown back to C(pool.before).
       - When not given, the project's worker and beat containers. An empty list brings back nothing.
       - Ignored with O(state=quiesced).
     type: list
@@ -237,6 +264,22 @@ EXAMPLES = r"""
       ansible.builtin.fail:
         msg: "Deploy failed; the old color's workers and beat are back"
 
+- name: Keep the old workers at one pool process each while the new color starts
+  lowspec.bluegreen.celery_quiesce:
+    project: shop-blue
+    celery_app: shop
+    mode: shrink
+    keep_processes: 1
+  register: shrink
+
+- name: Grow new workers, started with a warm-up concurrency of 1, to their full pool
+  lowspec.bluegreen.celery_quiesce:
+    project: shop-green
+    celery_app: shop
+    state: resumed
+    beat_services: []
+    processes: 4
+
 - name: Bring back every worker and beat container of a project
   lowspec.bluegreen.celery_quiesce:
     project: shop-blue
@@ -274,9 +317,14 @@ containers:
       type: str
       sample: worker
     action:
-      description: V(stopped) or V(paused).
+      description: V(stopped), V(paused) or V(shrunk).
       type: str
       sample: stopped
+    pool:
+      description: With O(mode=shrink), the worker's pool processes before and after the shrink.
+      type: dict
+      returned: when O(mode=shrink)
+      sample: {before: 2, after: 1}
     queues:
       description: Queues whose consumers were cancelled in this worker (empty for beat).
       type: list
@@ -294,6 +342,7 @@ drained:
   description:
     - Whether the workers' active and reserved task lists were both empty before O(drain_timeout) passed.
     - V(true) when no worker needed draining. In check mode, whether the workers are idle right now.
+    - Always V(false) with O(mode=shrink): the workers go on consuming.
   returned: always
   type: bool
   sample: true
@@ -340,6 +389,13 @@ beat_stopped:
       description: V(true) once every beat container was seen exited before the first worker call.
       type: bool
   sample: {containers: [0c4e5d6f...], exited_before_workers: true}
+pools:
+  description:
+    - Per worker container id, its pool processes before and after this call, for the workers whose pool was
+      read (O(mode=shrink)) or grown (O(state=resumed)). In check mode, the sizes it would reach.
+  returned: always
+  type: dict
+  sample: {8296434d8e9e2b1c0d5f7a3e6c4b9a8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f3a2b: {before: 2, after: 1}}
 resumed:
   description: With O(state=resumed), ids of the containers started or unfrozen (or that would be, in check mode),
     workers first, then beat.
@@ -351,8 +407,9 @@ timings:
   description:
     - Seconds spent per phase, rounded to 0.01.
     - With O(state=quiesced) C(beat), C(cancel), C(drain), C(stop) (stop or freeze) and C(total).
+    - With O(mode=shrink) C(shrink) and C(total).
     - With O(state=resumed) C(start) (start and unfreeze the workers), C(ready) (until the workers are ready),
-      C(beat) and C(total).
+      C(grow) (when a pool was grown), C(beat) and C(total).
   returned: always
   type: dict
   sample: {beat: 0.52, cancel: 1.63, drain: 4.1, stop: 0.61, total: 8.9}
@@ -378,6 +435,7 @@ from ansible_collections.lowspec.bluegreen.plugins.module_utils._celery import (
     APP_ERROR,
     DEFAULT_REPLY_TIMEOUT,
     NO_REPLY,
+    POOL_BUSY,
     broadcast_ping_argv,
     celery_argv,
     call_changes,
@@ -386,6 +444,7 @@ from ansible_collections.lowspec.bluegreen.plugins.module_utils._celery import (
     nodes_of_host,
     parse_control,
     parse_ping,
+    parse_pool_sizes,
     parse_queues,
     parse_tasks,
 )
@@ -433,6 +492,7 @@ class CeleryQuiesceManager:
             "still_active": [],
             "beat_stopped": {"containers": [], "exited_before_workers": False},
             "resumed": [],
+            "pools": {},
             "timings": {},
             "actions": [],
         }
@@ -445,6 +505,13 @@ class CeleryQuiesceManager:
             raise BlueGreenError("celery_command must be a non-empty argv list, for example [python3, -m, celery]")
         if not self.celery_app:
             raise BlueGreenError("celery_app must not be empty")
+        if self.params["keep_processes"] < 1:
+            raise BlueGreenError(
+                "keep_processes must be 1 or more (got %d): a pool of 0 processes consumes nothing, use mode=stop"
+                % self.params["keep_processes"]
+            )
+        if self.params["processes"] is not None and self.params["processes"] < 1:
+            raise BlueGreenError("processes must be 1 or more (got %d)" % self.params["processes"])
         both = sorted(set(self.worker_services) & set(self.beat_services))
         if both:
             raise BlueGreenError("service %s is named in both worker_services and beat_services" % ", ".join(both))
@@ -466,12 +533,19 @@ class CeleryQuiesceManager:
         targets = []
         for index, item in enumerate(raw):
             if isinstance(item, str) and item.strip():
-                targets.append({"id": item.strip(), "queues": None})
+                targets.append({"id": item.strip(), "queues": None, "pool": None})
             elif isinstance(item, dict) and isinstance(item.get("id"), str) and item["id"].strip():
                 queues = item.get("queues")
                 if queues is not None and (not isinstance(queues, list) or not all(isinstance(q, str) for q in queues)):
                     raise BlueGreenError("containers[%d].queues must be a list of queue names" % index)
-                targets.append({"id": item["id"].strip(), "queues": queues})
+                pool = item.get("pool")
+                before = pool.get("before") if isinstance(pool, dict) else None
+                if pool is not None and (isinstance(before, bool) or not isinstance(before, int) or before < 1):
+                    raise BlueGreenError(
+                        "containers[%d].pool must be a dict with 'before', the pool size to grow back to, got %r"
+                        % (index, pool)
+                    )
+                targets.append({"id": item["id"].strip(), "queues": queues, "pool": before})
             else:
                 raise BlueGreenError(
                     "containers[%d] must be a container id or a dict with an 'id' (as returned by state=quiesced), "
@@ -573,6 +647,9 @@ class CeleryQuiesceManager:
     # -- quiesce ----------------------------------------------------------
 
     def quiesce(self, project):
+        if self.params["mode"] == "shrink":
+            self.shrink(project)
+            return
         started = self.clock()
         timings = self.result["timings"]
         _all, workers, beats = self.load_project(project)
@@ -652,6 +729,120 @@ class CeleryQuiesceManager:
         timings["stop"] = _round(self.clock() - mark)
         timings["total"] = _round(self.clock() - started)
 
+    # -- shrink -----------------------------------------------------------
+
+    def shrink(self, project):
+        """Shrink each running worker's pool to keep_processes; beat and consumers are left alone."""
+        started = self.clock()
+        keep = self.params["keep_processes"]
+        _all, workers, _beats = self.load_project(project)
+        running_workers = [c for c in workers if c["running"]]
+        # The workers go on consuming: nothing is drained.
+        self.result["drained"] = False
+        plans = []
+        for container in running_workers:
+            nodes = self.find_nodes(container)
+            sizes = self.pool_sizes(container, nodes)
+            before = sum(sizes.values())
+            self.result["pools"][container["id"]] = {"before": before, "after": before}
+            if any(size > keep for size in sizes.values()):
+                plans.append((container, nodes, sizes))
+        if not plans:
+            self.result["timings"]["total"] = _round(self.clock() - started)
+            return
+        self.result["changed"] = True
+        deadline = self.clock() + self.params["drain_timeout"]
+        for container, nodes, sizes in plans:
+            entry = {"id": container["id"], "service": container["service"], "action": "shrunk", "queues": [],
+                     "pool": {"before": sum(sizes.values()), "after": keep * len(sizes)}}
+            if self.check_mode:
+                self.result["containers"].append(entry)
+                continue
+            # Listed before the first call: a failure midway still tells the rescue what to grow back.
+            self.result["containers"].append(entry)
+            for node in sorted(sizes):
+                self._shrink_node(container, node, sizes[node], keep, deadline)
+            entry["pool"]["after"] = sum(self.pool_sizes(container, nodes).values())
+            self.result["pools"][container["id"]]["after"] = entry["pool"]["after"]
+        self.result["timings"]["shrink"] = _round(self.clock() - started)
+        self.result["timings"]["total"] = _round(self.clock() - started)
+
+    def pool_sizes(self, container, nodes):
+        rc, out, err = self.celery(container, "stats", nodes)
+        if rc != 0:
+            self._fail_celery(container, "celery inspect stats", rc, out, err)
+        sizes = parse_pool_sizes(out)
+        silent = [node for node in nodes if node not in sizes]
+        if silent:
+            raise BlueGreenError("celery inspect stats in %s: no reply from %s" % (container["name"], ", ".join(silent)))
+        return {node: sizes[node] for node in nodes}
+
+    def _shrink_node(self, container, node, size, keep, deadline):
+        """pool_shrink one process at a time down to `keep`.
+
+        billiard ends only idle processes ("All processes busy" otherwise). Under a
+        backlog every process is re-fed the moment it finishes, so after a busy
+        answer the node's consumers are cancelled until a process is idle, shrunk,
+        and the consumers added back: the worker never stops consuming for longer
+        than one task.
+        """
+        cancelled = []
+        try:
+            while size > keep:
+                rc, out, err = self.celery(container, "pool_shrink", [node], queue=1)
+                if rc != 0:
+                    self._fail_celery(container, "celery control pool_shrink", rc, out, err)
+                ok, message = parse_control(out).get(node, (False, "no reply from %s" % node))
+                if ok:
+                    size = self._wait_pool_size(container, node, size - 1, deadline)
+                    continue
+                if POOL_BUSY not in message:
+                    raise BlueGreenError("pool_shrink refused by %s: %s" % (node, message))
+                if self.clock() >= deadline:
+                    raise BlueGreenError(
+                        "worker %s: no pool process became idle within drain_timeout (%d s) to shrink the pool to %d"
+                        % (container["name"], self.params["drain_timeout"], keep)
+                    )
+                if not cancelled:
+                    cancelled = self._cancel_consumers(container, [node])
+                self.sleep(POLL_INTERVAL / 5)
+        finally:
+            if cancelled:
+                self._add_consumers(container, cancelled, max(deadline, self.clock() + DEFAULT_REPLY_TIMEOUT), [node])
+
+    def _wait_pool_size(self, container, node, wanted, deadline):
+        """Poll `inspect stats` until `node` has `wanted` processes (a grow forks and imports: not instant)."""
+        while True:
+            size = self.pool_sizes(container, [node])[node]
+            if size == wanted:
+                return size
+            if self.clock() >= deadline:
+                raise BlueGreenError(
+                    "worker %s: pool has %d processes, %d expected, when the deadline passed"
+                    % (container["name"], size, wanted)
+                )
+            self.sleep(POLL_INTERVAL / 2)
+
+    def _grow(self, container, wanted, deadline):
+        """pool_grow each node of a running worker up to `wanted` processes; {before, after} or None."""
+        nodes = self.find_nodes(container)
+        sizes = self.pool_sizes(container, nodes)
+        short = {node: wanted - size for node, size in sizes.items() if size < wanted}
+        if not short:
+            return None
+        before = sum(sizes.values())
+        if self.check_mode:
+            return {"before": before, "after": before + sum(short.values())}
+        for node in sorted(short):
+            rc, out, err = self.celery(container, "pool_grow", [node], queue=short[node])
+            if rc != 0:
+                self._fail_celery(container, "celery control pool_grow", rc, out, err)
+            ok, message = parse_control(out).get(node, (False, "no reply from %s" % node))
+            if not ok:
+                raise BlueGreenError("pool_grow refused by %s: %s" % (node, message))
+            self._wait_pool_size(container, node, wanted, deadline)
+        return {"before": before, "after": sum(self.pool_sizes(container, nodes).values())}
+
     def _cancel_consumers(self, container, nodes):
         rc, out, err = self.celery(container, "active_queues", nodes)
         if rc != 0:
@@ -710,7 +901,7 @@ class CeleryQuiesceManager:
         started = self.clock()
         timings = self.result["timings"]
         containers, workers, beats = self.load_project(project)
-        queues_for = {}
+        queues_for, pool_for = {}, {}
         if self.resume_targets is None:
             targets = workers + beats
         else:
@@ -726,6 +917,8 @@ class CeleryQuiesceManager:
                     targets.append(matches[0])
                 if target["queues"] is not None:
                     queues_for[matches[0]["id"]] = target["queues"]
+                if target["pool"] is not None:
+                    pool_for[matches[0]["id"]] = target["pool"]
         for target in targets:
             if target["state"] not in ("running", "paused", "exited", "created"):
                 raise BlueGreenError(
@@ -753,14 +946,25 @@ class CeleryQuiesceManager:
             by_node = parse_queues(out)
             if not any(by_node.get(node) for node in nodes[container["id"]]):
                 starving.append(container)
+        # Running workers to grow: back to the size a shrink recorded, or to `processes`.
+        target_ids = {c["id"] for c in targets}
+        to_grow = []
+        for container in running_workers:
+            wanted = self.params["processes"] or pool_for.get(container["id"])
+            if container["id"] in target_ids and wanted:
+                sizes = self.pool_sizes(container, nodes[container["id"]])
+                if any(size < wanted for size in sizes.values()):
+                    to_grow.append((container, wanted))
 
         order = to_unpause + to_start + beat_unpause + beat_start
         self.result["resumed"] = [c["id"] for c in to_unpause + to_start] + [c["id"] for c in beat_unpause + beat_start]
-        if not order and not starving:
+        if not order and not starving and not to_grow:
             timings["total"] = _round(self.clock() - started)
             return
         self.result["changed"] = True
         if self.check_mode:
+            for container, wanted in to_grow:
+                self.result["pools"][container["id"]] = self._grow(container, wanted, self.clock())
             timings["total"] = _round(self.clock() - started)
             return
 
@@ -778,6 +982,12 @@ class CeleryQuiesceManager:
             self._add_consumers(container, wanted, deadline, nodes.get(container["id"]))
         self._wait_ready([c for c in to_start if c["service"] in self.worker_services], deadline)
         timings["ready"] = _round(self.clock() - mark)
+
+        if to_grow:
+            mark = self.clock()
+            for container, wanted in to_grow:
+                self.result["pools"][container["id"]] = self._grow(container, wanted, mark + self.params["ready_timeout"])
+            timings["grow"] = _round(self.clock() - mark)
 
         mark = self.clock()
         self.cli.container_op("unpause", [c["id"] for c in beat_unpause])
@@ -863,7 +1073,9 @@ def main():
         project=dict(type="str"),
         state_dir=dict(type="path", default="/var/lib/lowspec-bluegreen"),
         state=dict(type="str", choices=["quiesced", "resumed"], default="quiesced"),
-        mode=dict(type="str", choices=["stop", "pause"], default="stop"),
+        mode=dict(type="str", choices=["stop", "pause", "shrink"], default="stop"),
+        keep_processes=dict(type="int", default=1),
+        processes=dict(type="int"),
         worker_services=dict(type="list", elements="str", default=["worker"]),
         beat_services=dict(type="list", elements="str", default=["beat"]),
         celery_app=dict(type="str", required=True),

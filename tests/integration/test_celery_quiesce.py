@@ -262,3 +262,45 @@ def test_bad_input_fails_and_changes_nothing(blue):
     wait_for(lambda: len(beat_sends(stack)) > count, 10)
     uid, = stack.enqueue("blue", n=1, seconds=0.1)
     assert stack.wait_done([uid], timeout=30) == {uid: 1}
+
+
+def pool_processes(cid):
+    """Celery processes in the worker container: the main process plus its pool."""
+    rows = docker("top", cid, "-eo", "pid,args").splitlines()[1:]
+    return len([row for row in rows if "celery" in row and "worker" in row]) - 1
+
+
+def test_shrink_mode_keeps_tasks_and_beat_flowing_and_resume_grows_the_pool_back(blue):
+    stack = blue
+    worker, = project_containers(stack.project("blue"), "worker")
+    beat, = project_containers(stack.project("blue"), "beat")
+    wait_for(lambda: pool_processes(worker) == 2, 30)
+    before = snapshot(stack)
+
+    # A backlog keeps both pool processes busy: the shrink must still get through.
+    backlog = stack.enqueue("blue", n=12, seconds=0.5)
+    started(stack, backlog[0])
+    result = quiesce(stack, mode="shrink", keep_processes=1, drain_timeout=60)
+    assert result["rc"] == 0, result
+    print("\nshrink timings:", result["timings"], "actions:", len(result["actions"]))
+    assert result["changed"] and result["drained"] is False
+    assert result["containers"] == [
+        {"id": worker, "service": "worker", "action": "shrunk", "queues": [], "pool": {"before": 2, "after": 1}}]
+    assert result["beat_stopped"]["containers"] == []
+    assert pool_processes(worker) == 1
+    # Beat, web and worker containers all still run: nothing was stopped.
+    assert snapshot(stack) == before
+
+    # The old release keeps working at a trickle: the backlog completes, once each, and beat goes on.
+    sends = len(beat_sends(stack))
+    assert stack.wait_done(backlog, timeout=60) == {uid: 1 for uid in backlog}
+    wait_for(lambda: len(beat_sends(stack)) > sends, 10)
+    assert quiesce(stack, mode="shrink", keep_processes=1)["changed"] is False
+
+    back = resume(stack, containers=result["containers"], ready_timeout=60)
+    assert back["rc"] == 0, back
+    assert back["pools"] == {worker: {"before": 1, "after": 2}}
+    assert back["resumed"] == []  # grown in place, nothing restarted
+    assert pool_processes(worker) == 2 and snapshot(stack) == before
+    uid, = stack.enqueue("blue", n=1, seconds=0.1)
+    assert stack.wait_done([uid], timeout=30) == {uid: 1}

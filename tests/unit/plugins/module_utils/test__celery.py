@@ -30,14 +30,15 @@ def test_every_call_builds_an_addressed_json_argv():
         "python3", "-m", "celery", "-A", "tasks", "control", "cancel_consumer", "celery",
         "--destination", NODE + ",extra@x", "--timeout", "1.5", "--json"]
     for call in _celery.CELERY_CALLS:
-        argv = _celery.celery_argv(["celery"], "app", call, [NODE], queue="q")
+        argv = _celery.celery_argv(["celery"], "app", call, [NODE], queue=1 if call.startswith("pool_") else "q")
         assert "--destination" in argv and argv[-1] == "--json"
 
 
 def test_the_captured_commands_are_what_the_builder_makes():
     for name, call, queue in (("ping", "ping", None), ("active", "active", None), ("reserved-empty", "reserved", None),
                               ("active-queues", "active_queues", None), ("cancel-consumer", "cancel_consumer", "celery"),
-                              ("add-consumer", "add_consumer", "celery")):
+                              ("add-consumer", "add_consumer", "celery"), ("stats", "stats", None),
+                              ("pool-shrink", "pool_shrink", 1), ("pool-grow", "pool_grow", 1)):
         cmd = captured(name)["cmd"]
         built = _celery.celery_argv(["python3", "-m", "celery"], "tasks", call, [NODE], queue=queue)
         assert [a for a in built if a not in ("--timeout", "5")] == cmd
@@ -54,7 +55,36 @@ def test_shutdown_and_broadcasts_cannot_be_built():
 
 
 def test_control_calls_are_the_ones_that_change_something():
-    assert [c for c in _celery.CELERY_CALLS if _celery.call_changes(c)] == ["cancel_consumer", "add_consumer"]
+    assert [c for c in _celery.CELERY_CALLS if _celery.call_changes(c)] == [
+        "cancel_consumer", "add_consumer", "pool_shrink", "pool_grow"]
+
+
+@pytest.mark.parametrize("count", [0, -1, "1", None, True])
+def test_pool_calls_need_a_positive_process_count(count):
+    with pytest.raises(ValueError, match="positive number of processes"):
+        _celery.celery_argv(["celery"], "tasks", "pool_shrink", [NODE], queue=count)
+
+
+def test_parse_pool_sizes_counts_the_live_processes():
+    assert _celery.parse_pool_sizes(captured("stats")["stdout"]) == {NODE: 2}
+    shrunk = json.loads(captured("stats")["stdout"])
+    shrunk[NODE]["pool"]["processes"] = shrunk[NODE]["pool"]["processes"][:1]
+    # max-concurrency still says 2 after a shrink: only the process list counts.
+    assert shrunk[NODE]["pool"]["max-concurrency"] == 2
+    assert _celery.parse_pool_sizes(json.dumps(shrunk)) == {NODE: 1}
+
+
+def test_parse_pool_sizes_refuses_a_pool_without_processes():
+    solo = {NODE: {"pool": {"implementation": "celery.concurrency.solo:TaskPool"}}}
+    with pytest.raises(_celery.CeleryReplyError, match="prefork"):
+        _celery.parse_pool_sizes(json.dumps(solo))
+
+
+def test_parse_control_of_pool_calls_and_the_busy_refusal():
+    assert _celery.parse_control(captured("pool-shrink")["stdout"]) == {NODE: (True, "pool will shrink")}
+    assert _celery.parse_control(captured("pool-grow")["stdout"]) == {NODE: (True, "pool will grow")}
+    ok, message = _celery.parse_control(captured("pool-shrink-busy")["stdout"])[NODE]
+    assert not ok and _celery.POOL_BUSY in message
 
 
 def test_node_name_is_celery_at_hostname():

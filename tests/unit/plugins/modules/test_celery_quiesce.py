@@ -38,9 +38,12 @@ def container(service, index=1, state="running", health="none"):
 class FakeHost:
     """Stands in for DockerCLI: containers in memory, celery answered from captured replies."""
 
-    def __init__(self, containers, active_polls=0, ping=None, boot_polls=0):
+    def __init__(self, containers, active_polls=0, ping=None, boot_polls=0, pool=2, busy_shrinks=0):
         self.containers = {c["id"]: copy.deepcopy(c) for c in containers}
         self.queues = {c["id"]: ["celery"] for c in containers if c["service"] == "worker" and c["running"]}
+        self.pool = {c["id"]: pool for c in containers if c["service"] == "worker"}
+        self.full_pool = pool
+        self.busy_shrinks = busy_shrinks  # pool_shrink answers "busy" this often while consumers are on
         self.active_polls = active_polls  # polls of `inspect active` that still show a task
         self.ping = ping or {}  # container id -> fixture name of its ping reply
         self.boot_polls = boot_polls
@@ -77,6 +80,7 @@ class FakeHost:
             item.update(state=state, running=state == "running", paused=state == "paused")
             if op == "start" and item["service"] == "worker":
                 self.queues[cid] = ["celery"]
+                self.pool[cid] = self.full_pool
                 item["health"] = "starting" if self.boot_polls else "healthy"
                 item["booting"] = self.boot_polls
 
@@ -118,6 +122,21 @@ class FakeHost:
             return 0, json.dumps([{node: {"ok": "add consumer %s" % queue}}]), ""
         if method == "reserved":
             return 0, json.dumps({node: []}), ""
+        if method == "stats":
+            stats = json.loads(captured("stats")["stdout"])
+            reply = list(stats.values())[0]
+            reply["pool"]["processes"] = list(range(100, 100 + self.pool[cid]))
+            return 0, json.dumps({node: reply}), ""
+        if method in ("pool_shrink", "pool_grow"):
+            count = int(argv[argv.index(method) + 1])
+            if method == "pool_grow":
+                self.pool[cid] += count
+                return 0, captured("pool-grow")["stdout"].replace("celery@8296434d8e9e", node), ""
+            if self.busy_shrinks and self.queues[cid]:
+                self.busy_shrinks -= 1
+                return 0, captured("pool-shrink-busy")["stdout"].replace("celery@8296434d8e9e", node), ""
+            self.pool[cid] -= count
+            return 0, captured("pool-shrink")["stdout"].replace("celery@8296434d8e9e", node), ""
         if method == "active":
             if self.active_polls:
                 self.active_polls -= 1
@@ -128,7 +147,7 @@ class FakeHost:
 
     def ops(self):
         return [call for call in self.calls if call[0] in ("stop", "start", "pause", "unpause")
-                or (call[0] == "celery" and call[2] in ("cancel_consumer", "add_consumer"))]
+                or (call[0] == "celery" and call[2] in ("cancel_consumer", "add_consumer", "pool_shrink", "pool_grow"))]
 
 
 class FakeModule:
@@ -152,6 +171,7 @@ DEFAULTS = dict(app=None, color=None, project=PROJECT, state_dir="/nonexistent",
                 worker_services=["worker"], beat_services=["beat"], celery_app="tasks",
                 celery_command=["python3", "-m", "celery"], drain_timeout=300, stop_timeout=60,
                 ready_timeout=120, visibility_timeout=3600, max_pause=600, containers=None,
+                keep_processes=1, processes=None,
                 queues=["celery"], docker_host=None)
 
 
@@ -403,3 +423,76 @@ def test_color_active_is_read_from_the_state_file(tmp_path):
     assert result["project"] == "shop-blue"
     assert "no active color" in fail(FakeHost(demo()), project=None, app="shop", color="idle",
                                      state_dir=str(tmp_path / "none"))
+
+
+# -- mode=shrink, and growing pools back --------------------------------------
+
+def test_shrink_keeps_beat_and_consumers_and_reports_pool_sizes():
+    host = FakeHost(demo(), pool=3)
+    result = run(host, mode="shrink")
+    assert host.ops() == [("celery", WORKER[:12], "pool_shrink"), ("celery", WORKER[:12], "pool_shrink")]
+    assert host.pool[WORKER] == 1 and host.queues[WORKER] == ["celery"]
+    assert host.containers[BEAT]["state"] == "running"
+    assert result["changed"] and result["drained"] is False
+    assert result["containers"] == [
+        {"id": WORKER, "service": "worker", "action": "shrunk", "queues": [], "pool": {"before": 3, "after": 1}}]
+    assert result["pools"] == {WORKER: {"before": 3, "after": 1}}
+    assert result["beat_stopped"] == {"containers": [], "exited_before_workers": False}
+
+
+def test_shrink_of_a_shrunk_pool_changes_nothing():
+    host = FakeHost(demo(), pool=1)
+    result = run(host, mode="shrink")
+    assert host.ops() == [] and not result["changed"] and result["containers"] == []
+    assert result["pools"] == {WORKER: {"before": 1, "after": 1}}
+
+
+def test_shrink_of_a_busy_pool_starves_it_briefly_and_gives_the_queues_back():
+    host = FakeHost(demo(), pool=2, busy_shrinks=5)
+    result = run(host, mode="shrink")
+    assert host.ops() == [
+        ("celery", WORKER[:12], "pool_shrink"),
+        ("celery", WORKER[:12], "cancel_consumer"),
+        ("celery", WORKER[:12], "pool_shrink"),
+        ("celery", WORKER[:12], "add_consumer"),
+    ]
+    assert host.pool[WORKER] == 1 and host.queues[WORKER] == ["celery"]
+    assert result["pools"][WORKER] == {"before": 2, "after": 1}
+
+
+def test_shrink_in_check_mode_plans_and_changes_nothing():
+    host = FakeHost(demo(), pool=2)
+    result = run(host, check_mode=True, mode="shrink")
+    assert host.ops() == [] and host.pool[WORKER] == 2
+    assert result["changed"] and result["containers"][0]["pool"] == {"before": 2, "after": 1}
+
+
+@pytest.mark.parametrize("params, text", [
+    (dict(mode="shrink", keep_processes=0), "keep_processes must be 1 or more"),
+    (dict(state="resumed", processes=0), "processes must be 1 or more"),
+    (dict(state="resumed", containers=[{"id": WORKER, "pool": {"before": "2"}}]), "containers[0].pool"),
+])
+def test_pool_options_are_checked_before_anything_changes(params, text):
+    host = FakeHost(demo(), pool=2)
+    assert text in fail(host, **params)
+    assert host.ops() == [] and host.pool[WORKER] == 2
+
+
+def test_resume_grows_a_shrunk_worker_back_and_starts_a_stopped_one_fresh():
+    host = FakeHost(demo(), pool=2)
+    shrunk = run(host, mode="shrink")
+    assert host.pool[WORKER] == 1
+    result = run(host, state="resumed", containers=shrunk["containers"])
+    assert host.ops()[-1] == ("celery", WORKER[:12], "pool_grow")
+    assert host.pool[WORKER] == 2 and result["changed"]
+    assert result["pools"] == {WORKER: {"before": 1, "after": 2}}
+    assert "grow" in result["timings"]
+    again = run(host, state="resumed", containers=shrunk["containers"])
+    assert not again["changed"]
+
+
+def test_resume_with_processes_grows_warm_up_workers_only():
+    host = FakeHost(demo(), pool=1)
+    result = run(host, state="resumed", containers=[WORKER], beat_services=[], processes=3)
+    assert host.pool[WORKER] == 3 and result["pools"] == {WORKER: {"before": 1, "after": 3}}
+    assert run(host, state="resumed", containers=[WORKER], beat_services=[], processes=2)["changed"] is False
