@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 
 from ansible_collections.lowspec.bluegreen.plugins.module_utils._common import (
@@ -136,6 +137,28 @@ def compose_base_argv(compose_cmd, project, project_src=None, files=None, env_fi
     return argv
 
 
+# Global options of docker / docker compose that take a value (the ones we pass).
+_VALUED_OPTIONS = frozenset(("--ansi", "--project-name", "-p", "--project-directory", "--file", "-f",
+                             "--env-file", "--profile", "--host", "-H", "--context", "-c"))
+
+
+def describe_command(argv):
+    """`docker compose up` / `docker stop`: the program and its subcommand, for messages."""
+    if not argv:
+        return "command"
+    words = [os.path.basename(argv[0])]
+    rest = list(argv[1:])
+    while rest:
+        word = rest.pop(0)
+        if word in _VALUED_OPTIONS:
+            rest = rest[1:]
+        elif not word.startswith("-"):
+            words.append(word)
+            if word != "compose":
+                break
+    return " ".join(words)
+
+
 def first_error_line(stderr):
     """The most telling line of a CLI's stderr, for a one-line message."""
     lines = [line.strip() for line in (stderr or "").splitlines() if line.strip()]
@@ -177,7 +200,7 @@ class DockerCLI:
         if check and rc != 0:
             reason = first_error_line(err) or first_error_line(out) or "exit code %d" % rc
             raise DockerCLIError(
-                "%s failed: %s" % (" ".join(argv[1:3]) if len(argv) > 2 else argv[0], reason),
+                "%s failed: %s" % (describe_command(argv), reason),
                 cmd=argv, rc=rc, stdout=out, stderr=err,
             )
         return rc, out, err

@@ -189,3 +189,13 @@ def test_exec_in_passes_env_as_arguments_not_a_shell():
 
 def test_bluegreen_error_is_the_base():
     assert issubclass(_compose.DockerCLIError, BlueGreenError)
+
+
+def test_failures_name_the_program_and_its_subcommand_not_its_options():
+    base = _compose.compose_base_argv(["/usr/bin/docker", "compose"], "shop-blue", project_src="/srv/shop",
+                                      files=["compose.yml"], env_files=[".env"], profiles=["x"])
+    assert _compose.describe_command(base + ["up", "-d", "--wait", "web"]) == "docker compose up"
+    assert _compose.describe_command(["docker-compose", "--ansi", "never", "-p", "x", "stop"]) == "docker-compose stop"
+    assert _compose.describe_command(["docker", "--host", "unix:///x.sock", "stop", "--time", "60", "abc"]) == "docker stop"
+    assert _compose.describe_command(["docker", "exec", "abc", "celery"]) == "docker exec"
+    assert _compose.describe_command([]) == "command"
