@@ -125,7 +125,11 @@ def test_second_deploy_is_refused_naming_the_holder(demo_stack, nginx, tmp_path)
     first = subprocess.Popen(  # pylint: disable=consider-using-with
         ["ansible-playbook", "-i", str(inventory), str(ROOT / "playbooks" / "deploy.yml"),
          "-e", json.dumps(role_vars(demo_stack, nginx, state_dir, "v1"))],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env({"USER": "first-operator"}),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=str(tmp_path),
+        # A USER with no account: Ansible's default remote_tmp (~/.ansible/tmp) would expand to a literal
+        # "~first-operator/.ansible/tmp" created in the working directory. Give this run its own temp dirs.
+        env=_env({"USER": "first-operator", "ANSIBLE_REMOTE_TMP": str(tmp_path / "remote-tmp"),
+                  "ANSIBLE_LOCAL_TEMP": str(tmp_path / "local-tmp")}),
     )
     try:
         lock = state_dir / ("%s.lock" % demo_stack.app)
