@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
-# The benchmark (issue 8), one command from a fresh clone:
-#   bash bench/run.sh            full run (about 10 minutes)
+# The benchmark (issues 8, 10), one command from a fresh clone:
+#   bash bench/run.sh            full run: floor + naive, article, role (stop), role (shrink)
+#                                (about 13 minutes on a shared 2-core machine, plus about 2
+#                                for the virtualenv on a fresh clone)
 #   bash bench/run.sh --quick    short settings, for debugging the benchmark itself
+#   BENCH_ONLY=shrink,floor BENCH_BACKLOG=40 BENCH_STEADY_S=5 bash bench/run.sh --no-latest
+#                                a smoke run: a subset, a short backlog and steady state, the
+#                                full app knobs; bench/latest.* left alone
 # Sets the machine up (scripts/setup.sh), installs the plot's dependency into the
 # virtualenv when missing, then runs bench/bench.py. Results: bench/results/<timestamp>/,
 # and bench/latest.md + bench/latest.png (the table and plot shown in README.md).
