@@ -762,7 +762,6 @@ class CeleryQuiesceManager:
             self.result["containers"].append(entry)
             for node in sorted(sizes):
                 self._shrink_node(container, node, sizes[node], keep, deadline)
-            entry["pool"]["after"] = sum(self.pool_sizes(container, nodes).values())
             self.result["pools"][container["id"]]["after"] = entry["pool"]["after"]
         self.result["timings"]["shrink"] = _round(self.clock() - started)
         self.result["timings"]["total"] = _round(self.clock() - started)
@@ -794,7 +793,11 @@ class CeleryQuiesceManager:
                     self._fail_celery(container, "celery control pool_shrink", rc, out, err)
                 ok, message = parse_control(out).get(node, (False, "no reply from %s" % node))
                 if ok:
-                    size = self._wait_pool_size(container, node, size - 1, deadline)
+                    size -= 1
+                    if size > keep:
+                        # billiard drops an ended process from its list only later; until
+                        # then another pool_shrink could pick the same process again.
+                        self._wait_pool_size(container, node, size, deadline)
                     continue
                 if POOL_BUSY not in message:
                     raise BlueGreenError("pool_shrink refused by %s: %s" % (node, message))
@@ -811,7 +814,7 @@ class CeleryQuiesceManager:
                 self._add_consumers(container, cancelled, max(deadline, self.clock() + DEFAULT_REPLY_TIMEOUT), [node])
 
     def _wait_pool_size(self, container, node, wanted, deadline):
-        """Poll `inspect stats` until `node` has `wanted` processes (a grow forks and imports: not instant)."""
+        """Poll `inspect stats` until `node` has `wanted` processes."""
         while True:
             size = self.pool_sizes(container, [node])[node]
             if size == wanted:
@@ -823,13 +826,9 @@ class CeleryQuiesceManager:
                 )
             self.sleep(POLL_INTERVAL / 2)
 
-    def _grow(self, container, wanted, deadline):
-        """pool_grow each node of a running worker up to `wanted` processes; {before, after} or None."""
-        nodes = self.find_nodes(container)
-        sizes = self.pool_sizes(container, nodes)
+    def _grow(self, container, nodes, sizes, wanted):
+        """pool_grow each node of a running worker short of `wanted` processes; {before, after}."""
         short = {node: wanted - size for node, size in sizes.items() if size < wanted}
-        if not short:
-            return None
         before = sum(sizes.values())
         if self.check_mode:
             return {"before": before, "after": before + sum(short.values())}
@@ -840,8 +839,19 @@ class CeleryQuiesceManager:
             ok, message = parse_control(out).get(node, (False, "no reply from %s" % node))
             if not ok:
                 raise BlueGreenError("pool_grow refused by %s: %s" % (node, message))
-            self._wait_pool_size(container, node, wanted, deadline)
-        return {"before": before, "after": sum(self.pool_sizes(container, nodes).values())}
+        # Not awaited: the new processes fork and import in the background (seconds
+        # on a small host), and nothing here depends on them being up.
+        return {"before": before, "after": before + sum(short.values())}
+        for node in sorted(short):
+            rc, out, err = self.celery(container, "pool_grow", [node], queue=short[node])
+            if rc != 0:
+                self._fail_celery(container, "celery control pool_grow", rc, out, err)
+            ok, message = parse_control(out).get(node, (False, "no reply from %s" % node))
+            if not ok:
+                raise BlueGreenError("pool_grow refused by %s: %s" % (node, message))
+        # Not awaited: the new processes fork and import in the background (seconds
+        # on a small host), and nothing here depends on them being up.
+        return {"before": before, "after": before + sum(short.values())}
 
     def _cancel_consumers(self, container, nodes):
         rc, out, err = self.celery(container, "active_queues", nodes)
@@ -954,7 +964,7 @@ class CeleryQuiesceManager:
             if container["id"] in target_ids and wanted:
                 sizes = self.pool_sizes(container, nodes[container["id"]])
                 if any(size < wanted for size in sizes.values()):
-                    to_grow.append((container, wanted))
+                    to_grow.append((container, sizes, wanted))
 
         order = to_unpause + to_start + beat_unpause + beat_start
         self.result["resumed"] = [c["id"] for c in to_unpause + to_start] + [c["id"] for c in beat_unpause + beat_start]
@@ -963,8 +973,8 @@ class CeleryQuiesceManager:
             return
         self.result["changed"] = True
         if self.check_mode:
-            for container, wanted in to_grow:
-                self.result["pools"][container["id"]] = self._grow(container, wanted, self.clock())
+            for container, sizes, wanted in to_grow:
+                self.result["pools"][container["id"]] = self._grow(container, nodes[container["id"]], sizes, wanted)
             timings["total"] = _round(self.clock() - started)
             return
 
@@ -985,8 +995,8 @@ class CeleryQuiesceManager:
 
         if to_grow:
             mark = self.clock()
-            for container, wanted in to_grow:
-                self.result["pools"][container["id"]] = self._grow(container, wanted, mark + self.params["ready_timeout"])
+            for container, sizes, wanted in to_grow:
+                self.result["pools"][container["id"]] = self._grow(container, nodes[container["id"]], sizes, wanted)
             timings["grow"] = _round(self.clock() - mark)
 
         mark = self.clock()

@@ -287,7 +287,7 @@ def test_shrink_mode_keeps_tasks_and_beat_flowing_and_resume_grows_the_pool_back
     assert result["containers"] == [
         {"id": worker, "service": "worker", "action": "shrunk", "queues": [], "pool": {"before": 2, "after": 1}}]
     assert result["beat_stopped"]["containers"] == []
-    assert pool_processes(worker) == 1
+    wait_for(lambda: pool_processes(worker) == 1, 15)  # billiard ends the process once it is idle
     # Beat, web and worker containers all still run: nothing was stopped.
     assert snapshot(stack) == before
 
@@ -301,6 +301,7 @@ def test_shrink_mode_keeps_tasks_and_beat_flowing_and_resume_grows_the_pool_back
     assert back["rc"] == 0, back
     assert back["pools"] == {worker: {"before": 1, "after": 2}}
     assert back["resumed"] == []  # grown in place, nothing restarted
-    assert pool_processes(worker) == 2 and snapshot(stack) == before
+    wait_for(lambda: pool_processes(worker) == 2, 30)  # the new process forks and imports
+    assert snapshot(stack) == before
     uid, = stack.enqueue("blue", n=1, seconds=0.1)
     assert stack.wait_done([uid], timeout=30) == {uid: 1}

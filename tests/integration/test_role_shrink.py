@@ -49,6 +49,13 @@ def pool_processes(cid):
     return len([row for row in rows if "celery" in row and "worker" in row]) - 1
 
 
+def wait_until(predicate, timeout, message):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, message
+        time.sleep(0.5)
+
+
 def completions(stack):
     """{uid: (time, color)} of every task completion."""
     return {item["uid"]: (item["t"], item["color"])
@@ -109,7 +116,7 @@ def test_shrink_mode_keeps_tasks_flowing_one_beat_and_rescues_by_growing_back(de
         assert project_containers(stack.project("blue"), svc) == ids
         assert [container_state(cid)[0] for cid in ids] == ["running"]
     assert json.loads(docker("inspect", blue["beat"][0]))[0]["State"]["StartedAt"] == beat_started
-    assert pool_processes(worker) == 2, "the old worker's pool was not grown back"
+    wait_until(lambda: pool_processes(worker) == 2, 30, "the old worker's pool was not grown back")
 
     # 2. A switch that fails (nginx -t refuses) comes after the old beat and
     #    workers were stopped: the rescue starts exactly those containers again.
@@ -119,9 +126,7 @@ def test_shrink_mode_keeps_tasks_flowing_one_beat_and_rescues_by_growing_back(de
         assert project_containers(stack.project("blue"), svc) == ids
         assert [container_state(cid)[0] for cid in ids] == ["running"]
     assert all(s != "running" for s in states(stack, "green", "worker") + states(stack, "green", "beat"))
-    deadline = time.monotonic() + 30
-    while beat_runs(stack)[-1] != "blue" and time.monotonic() < deadline:
-        time.sleep(0.5)
+    wait_until(lambda: beat_runs(stack)[-1] == "blue", 30, "the old beat did not send again after the rescue")
     assert beat_runs(stack)[-2:] == ["green", "blue"], "the old beat did not come back after the new one stopped"
 
     # 3. The real deploy, under a backlog and a steady task stream.
@@ -153,7 +158,7 @@ def test_shrink_mode_keeps_tasks_flowing_one_beat_and_rescues_by_growing_back(de
     # The old color retired (containers kept), the new workers grown from the warm-up pool of 1.
     assert states(stack, "blue", "worker") == ["exited"] and states(stack, "blue", "beat") == ["exited"]
     new_worker, = project_containers(stack.project("green"), "worker")
-    assert pool_processes(new_worker) == 2
+    wait_until(lambda: pool_processes(new_worker) == 2, 30, "the new worker did not grow from its warm-up pool")
     record = state["history"][0]
     assert record["quiesce_mode"] == "shrink"
     assert {(c["service"], c["action"]) for c in record["stopped"]} == {
