@@ -367,3 +367,15 @@ def test_rollback_refuses_when_the_previous_colors_containers_are_gone(colored):
     assert all(container_state(cid)[0] == "running" for ids in green.values() for cid in ids)
     assert colored.state_file.read_text() == state
     colored.assert_unlocked()
+
+
+def test_deploy_with_auto_cleanup_removes_the_old_color_after_the_checks(colored):
+    # Green (v2) serves; blue was removed above. Deploying v1 with cleanup auto
+    # brings blue back, switches, and removes green after the cleanup checks
+    # (green's own broker is counted first: it is empty).
+    result = ok(colored.run("deploy.yml", "v1", bluegreen_cleanup="auto"))
+    assert colored.public() == ("blue", "v1")
+    assert "removed %s-green" % colored.stack.app in result.stdout
+    assert project_containers(colored.stack.project("green")) == {}
+    assert all(s == "running" for s in colored.states("blue", "web") + colored.states("blue", "worker"))
+    colored.assert_unlocked()
