@@ -11,6 +11,11 @@
 #                      containers, mounts, data (idempotent, safe to run twice)
 #   fleet.sh status    what is up
 #   fleet.sh shell H [CMD...]   a command (default: bash) inside host H's namespace
+#   fleet.sh docker H stop|start   faults: H's Docker daemon stopped as by its service
+#                      manager (SIGTERM: it stops its containers; returns once it is
+#                      gone), or started again (returns once it answers)
+#   fleet.sh link H down|up        faults: H's link to the bridge cut (H unreachable,
+#                      its processes keep running) or restored
 #
 # A failed `up` tears the whole fleet down before it exits. Needs root, iproute2,
 # nsenter, sshd, nginx and the demo images on the main daemon (scripts/setup.sh).
@@ -230,7 +235,12 @@ all:
       vars:
         ansible_user: root
         ansible_ssh_private_key_file: $FLEET_DIR/id_ed25519
-        ansible_ssh_common_args: -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o ConnectTimeout=10
+        # ServerAlive*: a host that drops off mid-task is reported unreachable within
+        # seconds; without them Ansible waits on the dead connection (seen: until
+        # the link came back).
+        ansible_ssh_common_args: >-
+          -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o ConnectTimeout=10
+          -o ServerAliveInterval=3 -o ServerAliveCountMax=3
         ansible_ssh_pipelining: true
         # The namespaces share this machine's filesystem: the virtualenv's Python
         # (requests, docker) is the test hosts' Python too.
@@ -408,7 +418,14 @@ down_host() {
 
 down() {
     local h started=$SECONDS
-    for h in $(known_hosts); do down_host "$h"; done
+    local -a jobs=()
+    # All hosts at once: most of the time goes to waiting for daemons and to
+    # removing each host's Docker data root.
+    for h in $(known_hosts); do
+        down_host "$h" &
+        jobs+=($!)
+    done
+    [ "${#jobs[@]}" -eq 0 ] || wait "${jobs[@]}" || true
     ip link del "$BRIDGE" 2>/dev/null || true
     # Stray veths of ours (a run killed between `ip link add` and the move).
     local veth
@@ -440,6 +457,43 @@ leftovers() {
     [ "$found" -eq 0 ]
 }
 
+# ---------------------------------------------------------------- faults
+
+known_host() {
+    [ -n "${1:-}" ] && [ -d "$(host_dir "$1")" ] || die "no test host ${1:-(none given)} (fleet.sh status)"
+}
+
+docker_ctl() {
+    local h=$1 action=${2:-} run pid
+    known_host "$h"
+    run=$(host_run "$h")
+    case "$action" in
+        stop)
+            pid_alive "$run/dockerd.pid" || { log "the Docker daemon of $h is not running"; return 0; }
+            pid=$(cat "$run/dockerd.pid")
+            kill -TERM "$pid"
+            # It stops its containers first (each within its stop grace period).
+            wait_gone 90 "$pid" || die "the Docker daemon of $h (pid $pid) did not stop within 90s"
+            log "the Docker daemon of $h stopped"
+            ;;
+        start)
+            start_dockerd "$h"
+            wait_dockerd "$h"
+            log "the Docker daemon of $h answers again"
+            ;;
+        *) die "usage: fleet.sh docker HOST stop|start" ;;
+    esac
+}
+
+link_ctl() {
+    local h=$1 action=${2:-}
+    known_host "$h"
+    case "$action" in
+        down | up) ip link set "lsbg-v$(host_index "$h")" "$action" ;;
+        *) die "usage: fleet.sh link HOST down|up" ;;
+    esac
+}
+
 status() {
     local h any=0
     for h in $(known_hosts); do
@@ -466,7 +520,9 @@ main() {
             [ $# -gt 0 ] || set -- bash
             DOCKER_HOST="unix://$(host_sock "$h")" in_ns "$h" "$@"
             ;;
-        *) die "usage: fleet.sh up N | down | status | shell HOST [CMD...]" ;;
+        docker) docker_ctl "$@" ;;
+        link) link_ctl "$@" ;;
+        *) die "usage: fleet.sh up N | down | status | shell HOST [CMD...] | docker HOST stop|start | link HOST down|up" ;;
     esac
 }
 

@@ -11,8 +11,9 @@ proxy's upstream file are byte for byte as before, the lock is free and the old
 workers still consume. The last deploy (with a task longer than the drain
 timeout running at quiesce) must then succeed with no manual step.
 
-The heavy parts (20-deploy soak, Docker daemon stopped mid-deploy, Ctrl-C)
-run with `bash tests/reliability/soak.sh`.
+Faults 7 (the Docker daemon stopped mid-deploy) and 10 (a host lost
+mid-rollout) need test hosts of their own: test_fleet_faults.py. The heavy
+parts (20-deploy soak, Ctrl-C) run with `bash tests/reliability/soak.sh`.
 """
 
 from __future__ import annotations
