@@ -100,7 +100,22 @@ def summarize_container(inspected):
         "created": inspected.get("Created", ""),
         "hostname": config.get("Hostname", ""),
         "oneoff": labels.get(LABEL_ONEOFF, "False") == "True",
+        "restart_policy": ((inspected.get("HostConfig") or {}).get("RestartPolicy") or {}).get("Name", ""),
     }
+
+
+def always_restarted(containers):
+    """Ids of the containers whose restart policy brings them back when the daemon starts, even stopped by hand.
+
+    A deploy stops the old color's workers and beat, and a rescue the failed
+    color; after a reboot `restart: always` would start them again beside the
+    live ones (two beats). `unless-stopped` differs from `always` only there.
+    """
+    return [c["id"] for c in containers if c.get("restart_policy") == "always"]
+
+
+def keep_stopped_argv(docker, ids):
+    return [docker, "update", "--restart", "unless-stopped"] + list(ids)
 
 
 def services_from_containers(containers):
@@ -294,9 +309,17 @@ class DockerCLI:
         return [summarize_container(item) for item in self.docker_json("inspect", "--type", "container", *ids)]
 
     def container_op(self, op, ids, timeout=None):
-        """docker stop|start|pause|unpause of exactly these containers."""
+        """docker stop|start|pause|unpause of exactly these containers.
+
+        Stopped or paused containers with `restart: always` become
+        `unless-stopped` first, so that a reboot does not start them again.
+        """
         if not ids:
             return
+        if op in ("stop", "pause"):
+            always = always_restarted(self.inspect_containers(ids))
+            if always:
+                self.run(keep_stopped_argv(self.docker, always), changes=True)
         argv = [self.docker, op]
         if op == "stop" and timeout is not None:
             argv += ["--time", str(int(timeout))]

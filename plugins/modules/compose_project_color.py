@@ -447,11 +447,13 @@ from ansible_collections.lowspec.bluegreen.plugins.module_utils._compose import 
     DEFAULT_COMPOSE_FILES,
     DockerCLI,
     DockerCLIError,
+    always_restarted,
     compose_argspec_ex,
     config_services,
     first_error_line,
     host_platform,
     image_platform,
+    keep_stopped_argv,
     platform_fit,
     service_image,
     service_replicas,
@@ -633,6 +635,12 @@ class ColorManager:
 
     # -- running ------------------------------------------------------------
 
+    def keep_stopped(self, containers):
+        """`restart: always` -> `unless-stopped` before a stop or pause: a reboot must not bring them back."""
+        always = always_restarted(containers)
+        if always:
+            self.do(keep_stopped_argv(self.cli.docker, always), "docker update --restart")
+
     def do(self, argv, what):
         """Run a changing command, or in check mode only record it; `what` names it in errors."""
         if self.check_mode:
@@ -704,6 +712,7 @@ class ColorManager:
         if ids:
             self._warn_active("stopping containers of")
             self.result["changed"] = True
+            self.keep_stopped([c for c in before if c["id"] in ids])
             self.do([self.cli.docker, "stop", "--time", str(self.params["stop_timeout"])] + ids, "docker stop")
         return targets, {c["service"]: {"state": "exited"} for c in before if c["id"] in ids}
 
@@ -714,6 +723,7 @@ class ColorManager:
         if ids:
             self._warn_active("freezing containers of")
             self.result["changed"] = True
+            self.keep_stopped([c for c in before if c["id"] in ids])
             self.do([self.cli.docker, "pause"] + ids, "docker pause")
         return targets, {c["service"]: {"state": "paused"} for c in before if c["id"] in ids}
 

@@ -305,3 +305,22 @@ def test_shrink_mode_keeps_tasks_and_beat_flowing_and_resume_grows_the_pool_back
     assert snapshot(stack) == before
     uid, = stack.enqueue("blue", n=1, seconds=0.1)
     assert stack.wait_done([uid], timeout=30) == {uid: 1}
+
+
+def restart_policy(cid):
+    return json.loads(docker("inspect", cid))[0]["HostConfig"]["RestartPolicy"]["Name"]
+
+
+def test_stopped_workers_and_beat_with_restart_always_will_not_come_back_on_a_reboot(blue):
+    stack = blue
+    worker, = project_containers(stack.project("blue"), "worker")
+    beat, = project_containers(stack.project("blue"), "beat")
+    docker("update", "--restart", "always", worker, beat)
+    result = quiesce(stack, drain_timeout=30, stop_timeout=30)
+    assert result["rc"] == 0, result
+    # `always` would start them again when the daemon starts, beside the new color's beat.
+    assert restart_policy(worker) == restart_policy(beat) == "unless-stopped"
+    assert "update --restart unless-stopped %s" % beat in result["actions"]
+    back = resume(stack, containers=result["containers"], ready_timeout=60)
+    assert back["rc"] == 0, back
+    assert container_state(worker)[0] == container_state(beat)[0] == "running"

@@ -162,12 +162,18 @@ def test_no_compose_at_all_is_refused():
     assert "not found" in str(err.value)
 
 
+def inspected(cid, policy):
+    return json.dumps([{"Id": cid, "State": {"Status": "running", "Running": True}, "Config": {},
+                        "HostConfig": {"RestartPolicy": {"Name": policy, "MaximumRetryCount": 0}}}])
+
+
 def test_failed_command_raises_with_cmd_rc_and_cause():
-    module = FakeModule([(["/usr/bin/docker", "stop"], (1, "", "Error response from daemon: No such container: x\n"))])
+    module = FakeModule([(["/usr/bin/docker", "inspect"], (0, inspected("x", "unless-stopped"), "")),
+                         (["/usr/bin/docker", "stop"], (1, "", "Error response from daemon: No such container: x\n"))])
     cli = _compose.DockerCLI(module)
     with pytest.raises(_compose.DockerCLIError) as err:
         cli.container_op("stop", ["x"], timeout=60)
-    assert module.calls[0][0] == ["/usr/bin/docker", "stop", "--time", "60", "x"]
+    assert module.calls[1][0] == ["/usr/bin/docker", "stop", "--time", "60", "x"]
     assert "No such container" in str(err.value)
     assert err.value.details()["rc"] == 1
     assert cli.actions == ["stop --time 60 x"]
@@ -199,3 +205,25 @@ def test_failures_name_the_program_and_its_subcommand_not_its_options():
     assert _compose.describe_command(["docker", "--host", "unix:///x.sock", "stop", "--time", "60", "abc"]) == "docker stop"
     assert _compose.describe_command(["docker", "exec", "abc", "celery"]) == "docker exec"
     assert _compose.describe_command([]) == "command"
+
+
+@pytest.mark.parametrize("op", ["stop", "pause"])
+def test_a_container_restarted_always_is_made_unless_stopped_before_it_is_stopped(op):
+    # Otherwise the daemon's next start (a reboot) runs the old beat beside the new one.
+    module = FakeModule([(["/usr/bin/docker", "inspect"], (0, inspected("old-beat", "always"), "")),
+                         (["/usr/bin/docker", "update"], (0, "old-beat\n", "")),
+                         (["/usr/bin/docker", op], (0, "old-beat\n", ""))])
+    cli = _compose.DockerCLI(module)
+    cli.container_op(op, ["old-beat"], timeout=60)
+    assert module.calls[1][0] == ["/usr/bin/docker", "update", "--restart", "unless-stopped", "old-beat"]
+    assert cli.actions[0] == "update --restart unless-stopped old-beat"
+
+
+def test_start_and_other_policies_are_left_alone():
+    module = FakeModule([(["/usr/bin/docker", "inspect"], (0, inspected("w", "on-failure"), "")),
+                         (["/usr/bin/docker", "stop"], (0, "w\n", "")),
+                         (["/usr/bin/docker", "start"], (0, "w\n", ""))])
+    cli = _compose.DockerCLI(module)
+    cli.container_op("stop", ["w"])
+    cli.container_op("start", ["w"])
+    assert [call[0][1] for call in module.calls] == ["inspect", "stop", "start"]
