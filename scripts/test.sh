@@ -43,7 +43,9 @@ stage_molecule() {
     [ -d molecule ] || return 0
     for scenario in molecule/*/; do
         [ -f "$scenario/molecule.yml" ] || continue
+        local began=$SECONDS
         molecule test -s "$(basename "$scenario")" || return 1
+        say "molecule scenario $(basename "$scenario"): $((SECONDS - began)) s"
     done
 }
 
