@@ -342,7 +342,7 @@ drained:
   description:
     - Whether the workers' active and reserved task lists were both empty before O(drain_timeout) passed.
     - V(true) when no worker needed draining. In check mode, whether the workers are idle right now.
-    - Always V(false) with O(mode=shrink): the workers go on consuming.
+    - Always V(false) with O(mode=shrink), because the workers go on consuming.
   returned: always
   type: bool
   sample: true
@@ -832,16 +832,6 @@ class CeleryQuiesceManager:
         before = sum(sizes.values())
         if self.check_mode:
             return {"before": before, "after": before + sum(short.values())}
-        for node in sorted(short):
-            rc, out, err = self.celery(container, "pool_grow", [node], queue=short[node])
-            if rc != 0:
-                self._fail_celery(container, "celery control pool_grow", rc, out, err)
-            ok, message = parse_control(out).get(node, (False, "no reply from %s" % node))
-            if not ok:
-                raise BlueGreenError("pool_grow refused by %s: %s" % (node, message))
-        # Not awaited: the new processes fork and import in the background (seconds
-        # on a small host), and nothing here depends on them being up.
-        return {"before": before, "after": before + sum(short.values())}
         for node in sorted(short):
             rc, out, err = self.celery(container, "pool_grow", [node], queue=short[node])
             if rc != 0:
