@@ -210,6 +210,15 @@ class DemoStack:
         answer.raise_for_status()
         return answer.json()["enqueued"]
 
+    def beat_runs(self):
+        """Colors of consecutive runs of beat sends: interleaving means two live schedulers."""
+        sends = sorted((json.loads(s) for s in self.records.lrange("demo:beat_sends", 0, -1)), key=lambda s: s["t"])
+        runs = []
+        for send in sends:
+            if not runs or runs[-1] != send["color"]:
+                runs.append(send["color"])
+        return runs
+
     def wait_done(self, uids, timeout=60):
         """Wait until every uid completed; return {uid: run count}."""
         deadline = time.monotonic() + timeout

@@ -104,15 +104,6 @@ def recap_changed(result):
     return int(line.split("changed=")[1].split()[0])
 
 
-def beat_runs(stack):
-    """Colors of consecutive runs of beat sends: interleaving means two live schedulers."""
-    sends = sorted((json.loads(s) for s in stack.records.lrange("demo:beat_sends", 0, -1)), key=lambda s: s["t"])
-    runs = []
-    for send in sends:
-        if not runs or runs[-1] != send["color"]:
-            runs.append(send["color"])
-    return runs
-
 
 def _deploy_v1_then_v2(site):
     for release, color in (("v1", "blue"), ("v2", "green")):
@@ -161,8 +152,8 @@ def test_rollback_returns_traffic_to_the_previous_release_with_its_own_workers(d
     assert demo.states("green", "worker") == ["exited"]
     assert demo.states("green", "beat") == ["exited"]
     assert demo.states("green", "web") == ["running"]
-    assert beat_runs(demo.stack)[-2:] == ["green", "blue"], "two beats sent at the same time"
-    assert beat_runs(demo.stack).count("blue") == 2
+    assert demo.stack.beat_runs()[-2:] == ["green", "blue"], "two beats sent at the same time"
+    assert demo.stack.beat_runs().count("blue") == 2
 
     state = demo.state()
     assert (state["active_color"], state["release"]) == ("blue", "v1")

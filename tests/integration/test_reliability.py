@@ -149,14 +149,6 @@ def beat_overlaps(stack, period=1.0):
     return sum(1 for a, b in zip(sends, sends[1:]) if a["color"] != b["color"] and b["t"] - a["t"] < period / 2)
 
 
-def beat_runs(stack):
-    sends = sorted((json.loads(s) for s in stack.records.lrange("demo:beat_sends", 0, -1)), key=lambda s: s["t"])
-    runs = []
-    for send in sends:
-        if not runs or runs[-1] != send["color"]:
-            runs.append(send["color"])
-    return runs
-
 
 def test_faults_leave_the_old_release_serving_and_the_next_deploy_succeeds(demo_stack, nginx, tmp_path):
     state_dir = tmp_path / "state"
@@ -196,6 +188,6 @@ def test_faults_leave_the_old_release_serving_and_the_next_deploy_succeeds(demo_
     # Faults 4-6 started the new beat (after the old one exited) before their rescue
     # stopped it again: colors alternate, but two beats must never send at once.
     assert beat_overlaps(demo_stack) == 0, "two beats sent at the same time"
-    assert beat_runs(demo_stack)[-1] == "green", "the old beat still sends after the switch"
+    assert demo_stack.beat_runs()[-1] == "green", "the old beat still sends after the switch"
     report.append("11 task longer than the drain timeout: reported, finished once by the warm shutdown, deploy ok")
     print("\n".join(report))

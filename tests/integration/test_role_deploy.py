@@ -29,15 +29,6 @@ from conftest import (
 )
 
 
-def beat_runs(stack):
-    """Colors of consecutive runs of beat sends: interleaving means two live schedulers."""
-    sends = sorted((json.loads(s) for s in stack.records.lrange("demo:beat_sends", 0, -1)), key=lambda s: s["t"])
-    runs = []
-    for send in sends:
-        if not runs or runs[-1] != send["color"]:
-            runs.append(send["color"])
-    return runs
-
 
 def states(stack, color, service):
     return [container_state(cid)[0] for cid in project_containers(stack.project(color), service)]
@@ -83,7 +74,7 @@ def test_deploys_alternate_colors_with_old_workers_stopped_and_one_beat(demo_sta
     assert states(demo_stack, "green", "worker") == ["exited"]
     assert states(demo_stack, "green", "beat") == ["exited"]
     assert probe.failures == []
-    assert beat_runs(demo_stack) == ["blue", "green", "blue"], "two beats sent at the same time"
+    assert demo_stack.beat_runs() == ["blue", "green", "blue"], "two beats sent at the same time"
     assert first.failures == [] or all(a[0] in (502, "error") for a in first.failures)
 
     # The same release again changes nothing (idempotent).

@@ -24,7 +24,7 @@ from conftest import (
     project_containers,
     role_vars,
 )
-from test_role_deploy import assert_deployed, beat_runs, states
+from test_role_deploy import assert_deployed, states
 
 SHRINK = {
     "bluegreen_quiesce_mode": "shrink",
@@ -126,8 +126,8 @@ def test_shrink_mode_keeps_tasks_flowing_one_beat_and_rescues_by_growing_back(de
         assert project_containers(stack.project("blue"), svc) == ids
         assert [container_state(cid)[0] for cid in ids] == ["running"]
     assert all(s != "running" for s in states(stack, "green", "worker") + states(stack, "green", "beat"))
-    wait_until(lambda: beat_runs(stack)[-1] == "blue", 30, "the old beat did not send again after the rescue")
-    assert beat_runs(stack)[-2:] == ["green", "blue"], "the old beat did not come back after the new one stopped"
+    wait_until(lambda: stack.beat_runs()[-1] == "blue", 30, "the old beat did not send again after the rescue")
+    assert stack.beat_runs()[-2:] == ["green", "blue"], "the old beat did not come back after the new one stopped"
 
     # 3. The real deploy, under a backlog and a steady task stream.
     backlog = stack.enqueue("blue", n=8, seconds=0.5)
@@ -154,7 +154,7 @@ def test_shrink_mode_keeps_tasks_flowing_one_beat_and_rescues_by_growing_back(de
     assert stall < 2.0, "tasks waited %.2f s with none completing at +%.1f s of the deploy; completions around " \
         "it: %s; role tasks around it: %s" % (stall, stall_at - start, around, tasks)
     # Never two schedulers: the runs of beat sends alternate colors, never interleave.
-    assert beat_runs(stack) == ["blue", "green", "blue", "green"], beat_runs(stack)
+    assert stack.beat_runs() == ["blue", "green", "blue", "green"], stack.beat_runs()
     # The old color retired (containers kept), the new workers grown from the warm-up pool of 1.
     assert states(stack, "blue", "worker") == ["exited"] and states(stack, "blue", "beat") == ["exited"]
     new_worker, = project_containers(stack.project("green"), "worker")
