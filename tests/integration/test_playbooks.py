@@ -104,7 +104,6 @@ def recap_changed(result):
     return int(line.split("changed=")[1].split()[0])
 
 
-
 def _deploy_v1_then_v2(site):
     for release, color in (("v1", "blue"), ("v2", "green")):
         ok(site.run("deploy.yml", release))

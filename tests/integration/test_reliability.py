@@ -149,7 +149,6 @@ def beat_overlaps(stack, period=1.0):
     return sum(1 for a, b in zip(sends, sends[1:]) if a["color"] != b["color"] and b["t"] - a["t"] < period / 2)
 
 
-
 def test_faults_leave_the_old_release_serving_and_the_next_deploy_succeeds(demo_stack, nginx, tmp_path):
     state_dir = tmp_path / "state"
     override = tmp_path / "never-ready.yml"

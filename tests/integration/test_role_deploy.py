@@ -29,7 +29,6 @@ from conftest import (
 )
 
 
-
 def states(stack, color, service):
     return [container_state(cid)[0] for cid in project_containers(stack.project(color), service)]
 
