@@ -1,9 +1,18 @@
 #!/usr/bin/env bash
 # Every test of the collection, after an idempotent set-up of this machine:
 #   unit (pytest), sanity (ansible-test), lint (ansible-lint, production
-#   profile), integration (pytest against the real Docker daemon), molecule.
+#   profile), build, integration (pytest against this machine's Docker daemon)
+#   and fleet (on the fleet test bed: tests/integration/test_fleet_faults.py,
+#   then the molecule scenarios).
 # Each stage runs even when an earlier one failed; the exit code is non-zero
 # when any failed. LOWSPEC_STAGES="unit lint" runs a subset.
+#
+# Two lanes: `fleet` runs in the background beside the others. Its test hosts
+# have their own Docker daemons, network namespaces and state directories, and
+# the integration tests give every stack its own name and ports, so the lanes
+# share nothing but the CPUs; most of either lane's time is spent waiting
+# (health checks, drains, SSH), and side by side they take about the time of
+# the longer one instead of the sum. Its output is printed once it has ended.
 set -uo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -12,7 +21,7 @@ lowspec_env
 export PYTHONPATH="$COLLECTIONS"
 cd "$ROOT"
 
-stages=${LOWSPEC_STAGES:-unit sanity lint build integration molecule}
+stages=${LOWSPEC_STAGES:-unit sanity lint build integration fleet}
 declare -a passed=() failed=()
 declare -A took=()
 
@@ -37,24 +46,56 @@ stage_build() {
         return 1
     fi
 }
-stage_integration() { pytest -q -p no:cacheprovider -x --durations=15 tests/integration; }
-stage_molecule() {
-    local scenario
-    [ -d molecule ] || return 0
+FLEET_TESTS=tests/integration/test_fleet_faults.py
+stage_integration() { pytest -q -p no:cacheprovider -x --durations=15 --ignore="$FLEET_TESTS" tests/integration; }
+stage_fleet() {
+    local scenario began=$SECONDS rc=0
+    # A base directory of its own: pytest prunes old numbered ones of a shared one.
+    pytest -q -p no:cacheprovider -x --durations=5 --basetemp="$BUILD/pytest-fleet" "$FLEET_TESTS" || rc=1
+    say "fleet faults: $((SECONDS - began)) s"
     for scenario in molecule/*/; do
         [ -f "$scenario/molecule.yml" ] || continue
-        local began=$SECONDS
+        began=$SECONDS
         molecule test -s "$(basename "$scenario")" || return 1
         say "molecule scenario $(basename "$scenario"): $((SECONDS - began)) s"
     done
+    return "$rc"
 }
 
+fleet_log=$BUILD/stage-fleet.log
+fleet_pid=
+if [[ " $stages " == *" fleet "* ]]; then
+    say "stage fleet (in the background, output below when it ends: $fleet_log)"
+    rm -f "$fleet_log.rc"
+    set -m  # the lane in a process group of its own, so that it can be stopped whole
+    (
+        start=$SECONDS
+        stage_fleet >"$fleet_log" 2>&1
+        echo "$? $((SECONDS - start))" >"$fleet_log.rc"
+    ) &
+    fleet_pid=$!
+    set +m
+    # Interrupted: stop the lane and take its test hosts down (its fixtures cannot).
+    trap 'kill -TERM -- "-$fleet_pid" 2>/dev/null; bash "$ROOT/tests/fleet/fleet.sh" down >/dev/null 2>&1; exit 130' INT TERM
+fi
+
 for stage in $stages; do
+    [ "$stage" = fleet ] && continue
     say "stage $stage"
     start=$SECONDS
     if "stage_$stage"; then passed+=("$stage"); else failed+=("$stage"); fi
     took[$stage]=$((SECONDS - start))
 done
+
+if [ -n "$fleet_pid" ]; then
+    wait "$fleet_pid"
+    trap - INT TERM
+    say "stage fleet"
+    cat "$fleet_log"
+    read -r rc secs <"$fleet_log.rc" || { rc=1 secs=0; }
+    if [ "$rc" -eq 0 ]; then passed+=(fleet); else failed+=(fleet); fi
+    took[fleet]=$secs
+fi
 
 echo
 for stage in $stages; do
