@@ -246,6 +246,12 @@ def role_cases(bench):
         ("role-daemon-unreachable", {"bluegreen_docker_host": "unix:///nonexistent/docker.sock"}, ["not reachable"]),
         ("role-unknown-quiesce-mode", {"bluegreen_quiesce_mode": "freeze"},
          ["bluegreen_quiesce_mode", "freeze"]),
+        ("role-missing-release", {"bluegreen_release": ""}, ["bluegreen_release is required for a deploy"]),
+        # The playbooks' other entry points are validated by the same argument spec.
+        ("rollback-unknown-quiesce-mode", {"bluegreen_quiesce_mode": "freeze", "playbook": "rollback.yml"},
+         ["arg spec 'rollback'", "bluegreen_quiesce_mode", "freeze"]),
+        ("cleanup-wrong-type", {"bluegreen_stop_timeout": "soon", "playbook": "cleanup.yml"},
+         ["arg spec 'remove_idle'", "bluegreen_stop_timeout", "int"]),
     ]
 
 
@@ -255,15 +261,18 @@ def test_bad_role_variables_fail_before_anything_changes(bench):
     for case, overrides, words in role_cases(bench):
         overrides = dict(overrides, bluegreen_pressure_cpu_max=100, bluegreen_pressure_memory_max=100)
         extra = overrides.pop("bluegreen_compose_variables_extra", {})
+        playbook = overrides.pop("playbook", "deploy.yml")
         variables = role_vars(bench.stack, bench.proxy, bench.state_dir, "v2", **overrides)
         variables["bluegreen_compose_variables"] = dict(variables.get("bluegreen_compose_variables", {}), **extra)
-        result = deploy(variables)
+        result = deploy(variables, playbook=playbook)
         out = result.stdout
         assert result.returncode != 0, "%s: did not fail\n%s" % (case, out[-3000:])
         for word in words:
             assert word.lower() in out.lower(), "%s: %r not in the output\n%s" % (case, word, out[-4000:])
         assert "Traceback" not in out, "%s\n%s" % (case, out[-3000:])
-        if "Validating arguments against arg spec" not in out:
+        # Refused by the argument spec or the release check, both before the lock;
+        # anything else must fail in preflight, saying that nothing was changed.
+        if "argument_errors" not in out and "bluegreen_release is required" not in out:
             final = [line for line in out.splitlines() if line.startswith("fatal:") and "failed at step" in line]
             assert final and "Nothing was changed" in final[-1], "%s: did not fail before the deploy\n%s" % (
                 case, out[-4000:])

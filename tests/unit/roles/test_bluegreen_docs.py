@@ -27,3 +27,17 @@ def test_every_default_is_validated_by_the_argument_spec():
     options = spec["argument_specs"]["main"]["options"]
     assert sorted(set(defaults) - set(options)) == []
     assert all(name.startswith("bluegreen_") for name in options)
+
+
+def test_every_entry_point_the_playbooks_use_is_validated_like_main():
+    spec = yaml.safe_load((ROLE / "meta" / "argument_specs.yml").read_text())["argument_specs"]
+    used = set()
+    for playbook in (ROLE.parents[1] / "playbooks").glob("*.yml"):
+        for play in yaml.safe_load(playbook.read_text()):
+            for task in play.get("tasks", []) + play.get("pre_tasks", []) + play.get("post_tasks", []):
+                include = task.get("ansible.builtin.include_role") or task.get("ansible.builtin.import_role") or {}
+                if include.get("name") == "lowspec.bluegreen.bluegreen":
+                    used.add(include.get("tasks_from", "main"))
+    assert used >= {"rollback", "status", "remove_idle"}, used
+    for entry_point in used:
+        assert spec[entry_point]["options"] == spec["main"]["options"], entry_point
