@@ -56,12 +56,16 @@ def read_state(state_dir, app):
 
 def write_state(state_dir, app, state):
     """Write atomically: a reader sees the old file or the new one, never half of one."""
-    path = state_path(state_dir, app)
-    os.makedirs(state_dir, mode=0o755, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".%s." % app, suffix=".tmp", dir=state_dir)
+    return _write_json(state_path(state_dir, app), state)
+
+
+def _write_json(path, data):
+    directory = os.path.dirname(path) or "."
+    os.makedirs(directory, mode=0o755, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(state, handle, indent=1, sort_keys=True)
+            json.dump(data, handle, indent=1, sort_keys=True)
             handle.write("\n")
             handle.flush()
             os.fsync(handle.fileno())
@@ -71,11 +75,60 @@ def write_state(state_dir, app, state):
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
-    dir_fd = os.open(state_dir, os.O_RDONLY)
+    _sync_dir(directory)
+    return path
+
+
+def _sync_dir(directory):
+    dir_fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+# ---------------------------------------------------------------------------
+# The quiesce journal: what a deploy stopped, froze or shrank, written down
+# before each change, so that a run that never reaches its rescue (Ctrl-C, a
+# lost controller or host) leaves behind what to put back.
+# ---------------------------------------------------------------------------
+
+def read_journal(path):
+    """The journal's entries ({project, id, service, action, queues[, pool]}); none when there is no file."""
+    try:
+        with open(path, "r", encoding="utf-8") as handle:
+            data = json.load(handle)
+    except FileNotFoundError:
+        return []
+    except ValueError as exc:
+        raise BlueGreenError("journal %s is not valid JSON (%s); fix or remove it" % (path, exc)) from exc
+    entries = data.get("entries") if isinstance(data, dict) else None
+    if not isinstance(entries, list) or not all(
+            isinstance(e, dict) and isinstance(e.get("id"), str) and isinstance(e.get("project"), str) for e in entries):
+        raise BlueGreenError("journal %s is not a list of entries with 'project' and 'id'; fix or remove it" % path)
+    return entries
+
+
+def journal_add(entries, project, new_entries):
+    """Entries with new_entries of project added; a container written down again keeps its latest entry."""
+    added = [dict(entry, project=project) for entry in new_entries]
+    ids = {entry["id"] for entry in added}
+    return [entry for entry in entries if entry["id"] not in ids] + added
+
+
+def journal_without(entries, project):
+    return [entry for entry in entries if entry["project"] != project]
+
+
+def write_journal(path, entries):
+    """Write the entries atomically; no entries, no file."""
+    if entries:
+        return _write_json(path, {"entries": entries})
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        return path
+    _sync_dir(os.path.dirname(path) or ".")
     return path
 
 

@@ -194,6 +194,17 @@ options:
       - Ignored with O(state=quiesced).
     type: list
     elements: raw
+  journal:
+    description:
+      - A JSON file on the host where each container is written down (with the project, its queues and its pool
+        size) before this module stops, freezes or shrinks it. A run that never reaches its rescue (Ctrl-C, a
+        controller or host lost midway, even while this module runs) so leaves behind what to put back.
+      - With O(state=resumed), the journal's containers of this project are brought back too, beside
+        O(containers), and are then taken out of it (the file is removed once empty). Those that no longer
+        exist are skipped with a warning.
+      - Not written in check mode. The role passes C(<state_dir>/<app>.quiesced.json) and removes it once a
+        deploy or rollback has recorded its new color.
+    type: path
   queues:
     description:
       - With O(state=resumed), the queues a frozen worker consumes again after C(docker unpause)
@@ -403,6 +414,13 @@ resumed:
   type: list
   elements: str
   sample: [8296434d8e9e2b1c0d5f7a3e6c4b9a8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f3a2b]
+from_journal:
+  description: With O(state=resumed) and O(journal), ids of the journal's containers of this project that were
+    brought back beside O(containers) (written down by an earlier run that did not finish).
+  returned: always
+  type: list
+  elements: str
+  sample: [0c4e5d6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d]
 timings:
   description:
     - Seconds spent per phase, rounded to 0.01.
@@ -458,7 +476,13 @@ from ansible_collections.lowspec.bluegreen.plugins.module_utils._compose import 
     DockerCLI,
     DockerCLIError,
 )
-from ansible_collections.lowspec.bluegreen.plugins.module_utils._state import read_state
+from ansible_collections.lowspec.bluegreen.plugins.module_utils._state import (
+    journal_add,
+    journal_without,
+    read_journal,
+    read_state,
+    write_journal,
+)
 
 TIMEOUT_OPTIONS = ("drain_timeout", "stop_timeout", "ready_timeout", "visibility_timeout", "max_pause")
 POLL_INTERVAL = 0.5
@@ -492,6 +516,7 @@ class CeleryQuiesceManager:
             "still_active": [],
             "beat_stopped": {"containers": [], "exited_before_workers": False},
             "resumed": [],
+            "from_journal": [],
             "pools": {},
             "timings": {},
             "actions": [],
@@ -644,6 +669,38 @@ class CeleryQuiesceManager:
             return None
         return tasks
 
+    # -- journal ----------------------------------------------------------
+
+    def write_down(self, project, entries):
+        """Journal the entries before the change they announce."""
+        if self.params["journal"] and entries and not self.check_mode:
+            path = self.params["journal"]
+            write_journal(path, journal_add(read_journal(path), project, entries))
+
+    def journal_targets(self, project, containers):
+        """This project's journal entries as resume targets, for containers that still exist."""
+        if not self.params["journal"]:
+            return []
+        try:
+            entries = read_journal(self.params["journal"])
+        except BlueGreenError as exc:
+            # A rescue must not stop at a damaged journal: what it was given still comes back.
+            self.warnings.append("%s; only the given containers are brought back" % exc)
+            return []
+        targets = []
+        for entry in entries:
+            if entry["project"] != project:
+                continue
+            matches = [c for c in containers if c["id"] == entry["id"]]
+            if not matches:
+                self.warnings.append("journal: container %s (service %s) no longer exists; skipped"
+                                     % (entry["id"][:12], entry.get("service")))
+                continue
+            pool = entry.get("pool")
+            targets.append({"id": entry["id"], "queues": entry.get("queues") or None,
+                            "pool": pool.get("before") if isinstance(pool, dict) else None})
+        return targets
+
     # -- quiesce ----------------------------------------------------------
 
     def quiesce(self, project):
@@ -681,6 +738,7 @@ class CeleryQuiesceManager:
         mark = self.clock()
         if beats_to_stop:
             self.result["changed"] = True
+            self.write_down(project, [p for p in planned if p["service"] in self.beat_services])
             self.cli.container_op("stop", [c["id"] for c in beats_to_stop], timeout=self.params["stop_timeout"])
             self.result["containers"].extend(p for p in planned if p["service"] in self.beat_services)
             self.result["beat_stopped"]["containers"] = [c["id"] for c in beats_to_stop]
@@ -692,11 +750,14 @@ class CeleryQuiesceManager:
         mark = self.clock()
         for container in running_workers:
             self.result["changed"] = True
-            cancelled = self._cancel_consumers(container, nodes[container["id"]])
+            entry = [p for p in planned if p["id"] == container["id"]][0]
+            # Written down with its queues before they are cancelled: a worker left consuming
+            # nothing gets exactly those back.
+            cancelled = self._cancel_consumers(
+                container, nodes[container["id"]], before=lambda queues, e=entry: self.write_down(
+                    project, [dict(e, queues=queues)]))
             self.result["queues"][container["id"]] = cancelled
-            for entry in planned:
-                if entry["id"] == container["id"]:
-                    entry["queues"] = cancelled
+            entry["queues"] = cancelled
         timings["cancel"] = _round(self.clock() - mark)
 
         # 3. Drain: reserved, then active, until both are empty or the deadline passes.
@@ -755,11 +816,11 @@ class CeleryQuiesceManager:
         for container, nodes, sizes in plans:
             entry = {"id": container["id"], "service": container["service"], "action": "shrunk", "queues": [],
                      "pool": {"before": sum(sizes.values()), "after": keep * len(sizes)}}
-            if self.check_mode:
-                self.result["containers"].append(entry)
-                continue
             # Listed before the first call: a failure midway still tells the rescue what to grow back.
             self.result["containers"].append(entry)
+            if self.check_mode:
+                continue
+            self.write_down(project, [entry])
             for node in sorted(sizes):
                 self._shrink_node(container, node, sizes[node], keep, deadline)
             self.result["pools"][container["id"]]["after"] = entry["pool"]["after"]
@@ -843,12 +904,15 @@ class CeleryQuiesceManager:
         # on a small host), and nothing here depends on them being up.
         return {"before": before, "after": before + sum(short.values())}
 
-    def _cancel_consumers(self, container, nodes):
+    def _cancel_consumers(self, container, nodes, before=None):
+        """Cancel every queue the nodes consume; `before(queues)` is called first."""
         rc, out, err = self.celery(container, "active_queues", nodes)
         if rc != 0:
             self._fail_celery(container, "celery inspect active_queues", rc, out, err)
         by_node = parse_queues(out)
         queues = sorted({q for node in nodes for q in by_node.get(node, [])})
+        if before is not None:
+            before(queues)
         for queue in queues:
             targets = [node for node in nodes if queue in by_node.get(node, [])]
             rc, out, err = self.celery(container, "cancel_consumer", targets, queue=queue)
@@ -902,11 +966,20 @@ class CeleryQuiesceManager:
         timings = self.result["timings"]
         containers, workers, beats = self.load_project(project)
         queues_for, pool_for = {}, {}
+        from_journal = self.journal_targets(project, containers)
         if self.resume_targets is None:
             targets = workers + beats
+            for target in from_journal:
+                if target["queues"] is not None:
+                    queues_for[target["id"]] = target["queues"]
+                if target["pool"] is not None:
+                    pool_for[target["id"]] = target["pool"]
         else:
             targets = []
-            for target in self.resume_targets:
+            given = [t["id"] for t in self.resume_targets]
+            extra = [t for t in from_journal if not any(t["id"].startswith(g) for g in given)]
+            self.result["from_journal"] = [t["id"] for t in extra]
+            for target in self.resume_targets + extra:
                 matches = [c for c in containers if c["id"].startswith(target["id"])]
                 if len(matches) != 1:
                     raise BlueGreenError(
@@ -959,6 +1032,7 @@ class CeleryQuiesceManager:
         order = to_unpause + to_start + beat_unpause + beat_start
         self.result["resumed"] = [c["id"] for c in to_unpause + to_start] + [c["id"] for c in beat_unpause + beat_start]
         if not order and not starving and not to_grow:
+            self._forget(project, from_journal)
             timings["total"] = _round(self.clock() - started)
             return
         self.result["changed"] = True
@@ -998,7 +1072,19 @@ class CeleryQuiesceManager:
             if down:
                 raise BlueGreenError("beat container(s) %s did not stay running after start" % ", ".join(down))
         timings["beat"] = _round(self.clock() - mark)
+        self._forget(project, from_journal)
         timings["total"] = _round(self.clock() - started)
+
+    def _forget(self, project, from_journal):
+        """Everything of the project is back: its journal entries are done with."""
+        path = self.params["journal"]
+        if path and not self.check_mode:
+            try:
+                entries = read_journal(path)
+            except BlueGreenError:
+                return  # already warned about by journal_targets
+            if any(entry["project"] == project for entry in entries):
+                write_journal(path, journal_without(entries, project))
 
     def _add_consumers(self, container, queues, deadline, nodes=None):
         """add_consumer for each queue; its reply is the worker's readiness answer."""
@@ -1086,6 +1172,7 @@ def main():
         visibility_timeout=dict(type="int", default=3600),
         max_pause=dict(type="int", default=600),
         containers=dict(type="list", elements="raw"),
+        journal=dict(type="path"),
         queues=dict(type="list", elements="str", default=["celery"]),
         docker_host=dict(type="str"),
     )

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import os
+import pty
+import select
 import shutil
 import subprocess
 import sys
@@ -398,3 +400,49 @@ class TrafficProbe:
     @property
     def failures(self):
         return [a for a in self.answers if a[0] != 200]
+
+
+def run_on_pty(argv, script, timeout=600):
+    """Run argv on a terminal; `script` is a list of (text to wait for, bytes to type)."""
+    pid, leader = pty.fork()
+    if pid == 0:
+        os.execvpe(argv[0], argv, _env())
+    output, steps = b"", list(script)
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            if select.select([leader], [], [], 0.2)[0]:
+                try:
+                    chunk = os.read(leader, 65536)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                output += chunk
+            if steps and steps[0][0].encode() in output:
+                time.sleep(0.5)
+                os.write(leader, steps.pop(0)[1])
+    finally:
+        os.close(leader)
+        _pid, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), output.decode(errors="replace")
+
+
+def playbook_argv(variables, playbook="deploy.yml"):
+    """argv of one of the collection's playbooks on localhost (for run_on_pty)."""
+    return ["ansible-playbook", "-i", str(localhost_inventory()),
+            str(ROOT / "playbooks" / playbook), "-e", json.dumps(variables)]
+
+
+# Short deadlines for deploys that are interrupted or meant to fail: they fail fast.
+FAST_DEPLOY = {
+    "bluegreen_health_deadline": 20,
+    "bluegreen_drain_timeout": 10,
+    "bluegreen_stop_timeout": 30,
+    "bluegreen_worker_ready_timeout": 60,
+    "bluegreen_start_wait_timeout": 60,
+    "bluegreen_pressure_cpu_max": 100,
+    "bluegreen_pressure_memory_max": 100,
+}
+# The documented way to take over the lock of a run that is gone (roles/bluegreen/README.md).
+BREAK_LOCK = {"bluegreen_lock_break_stale": True, "bluegreen_lock_stale_after": 0}

@@ -13,57 +13,13 @@ the state file naming it, the lock free, one beat.
 from __future__ import annotations
 
 import json
-import os
-import pty
-import select
-import time
 
 import requests
 
 from conftest import integration
 
-FAST = {
-    "bluegreen_health_deadline": 20,
-    "bluegreen_drain_timeout": 10,
-    "bluegreen_stop_timeout": 30,
-    "bluegreen_worker_ready_timeout": 60,
-    "bluegreen_start_wait_timeout": 60,
-    "bluegreen_pressure_cpu_max": 100,
-    "bluegreen_pressure_memory_max": 100,
-}
-# The documented way to take over the lock of a run that is gone (roles/bluegreen/README.md).
-BREAK_LOCK = {"bluegreen_lock_break_stale": True, "bluegreen_lock_stale_after": 0}
-
-
-def run_on_pty(argv, script, timeout=600):
-    """Run argv on a terminal; `script` is a list of (text to wait for, bytes to type)."""
-    pid, leader = pty.fork()
-    if pid == 0:
-        os.execvpe(argv[0], argv, integration._env())  # pylint: disable=protected-access
-    output, steps = b"", list(script)
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            if select.select([leader], [], [], 0.2)[0]:
-                try:
-                    chunk = os.read(leader, 65536)
-                except OSError:
-                    break
-                if not chunk:
-                    break
-                output += chunk
-            if steps and steps[0][0].encode() in output:
-                time.sleep(0.5)
-                os.write(leader, steps.pop(0)[1])
-    finally:
-        os.close(leader)
-        _pid, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status), output.decode(errors="replace")
-
-
-def playbook_argv(variables, playbook="deploy.yml"):
-    return ["ansible-playbook", "-i", str(integration.localhost_inventory()),
-            str(integration.ROOT / "playbooks" / playbook), "-e", json.dumps(variables)]
+FAST = integration.FAST_DEPLOY
+BREAK_LOCK = integration.BREAK_LOCK
 
 
 def assert_consistent(stack, nginx, state_dir, color, release):
@@ -90,7 +46,7 @@ def test_ctrl_c_mid_deploy_then_documented_recovery(demo_stack, nginx, tmp_path)
 
     variables = integration.role_vars(demo_stack, nginx, state_dir, "v2", **FAST)
     with integration.TrafficProbe(nginx.url) as probe:
-        code, output = run_on_pty(playbook_argv(variables), [("Start the new color's workers", b"\x03")])
+        code, output = integration.run_on_pty(integration.playbook_argv(variables), [("Start the new color's workers", b"\x03")])
     assert code != 0, output[-3000:]
     assert probe.failures == [], "the old release stopped answering when the deploy was interrupted"
     lock = state_dir / ("%s.lock" % demo_stack.app)
@@ -116,7 +72,7 @@ def test_ctrl_c_at_the_gate_then_documented_recovery(demo_stack, nginx, tmp_path
     blue_workers = integration.project_containers(demo_stack.project("blue"), "worker")
 
     variables = integration.role_vars(demo_stack, nginx, state_dir, "v2", bluegreen_verify_gate="prompt", **FAST)
-    code, output = run_on_pty(playbook_argv(variables), [("type 'rollback'", b"\x03"), ("abort", b"a")])
+    code, output = integration.run_on_pty(integration.playbook_argv(variables), [("type 'rollback'", b"\x03"), ("abort", b"a")])
     print(output[-1500:])
     assert code != 0, output[-3000:]
     lock = state_dir / ("%s.lock" % demo_stack.app)

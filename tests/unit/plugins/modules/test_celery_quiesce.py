@@ -171,7 +171,7 @@ DEFAULTS = dict(app=None, color=None, project=PROJECT, state_dir="/nonexistent",
                 worker_services=["worker"], beat_services=["beat"], celery_app="tasks",
                 celery_command=["python3", "-m", "celery"], drain_timeout=300, stop_timeout=60,
                 ready_timeout=120, visibility_timeout=3600, max_pause=600, containers=None,
-                keep_processes=1, processes=None,
+                keep_processes=1, processes=None, journal=None,
                 queues=["celery"], docker_host=None)
 
 
@@ -496,3 +496,92 @@ def test_resume_with_processes_grows_warm_up_workers_only():
     result = run(host, state="resumed", containers=[WORKER], beat_services=[], processes=3)
     assert host.pool[WORKER] == 3 and result["pools"] == {WORKER: {"before": 1, "after": 3}}
     assert run(host, state="resumed", containers=[WORKER], beat_services=[], processes=2)["changed"] is False
+
+
+# -- the journal: what an interrupted run leaves behind to put back ---------
+
+class InterruptedHost(FakeHost):
+    """Dies (as a run killed midway would) at the first `op` of the workers."""
+
+    def __init__(self, containers, op, **kwargs):
+        super().__init__(containers, **kwargs)
+        self.fatal_op = op
+
+    def container_op(self, op, ids, timeout=None):
+        if op == self.fatal_op and ids and self.containers[ids[0]]["service"] == "worker":
+            raise KeyboardInterrupt
+        super().container_op(op, ids, timeout)
+
+
+def journal_of(path):
+    return json.loads(path.read_text())["entries"]
+
+
+def test_quiesce_writes_each_container_down_before_changing_it(tmp_path):
+    journal = tmp_path / "shop.quiesced.json"
+    host = InterruptedHost(demo(), "stop")
+    with pytest.raises(KeyboardInterrupt):
+        run(host, journal=str(journal))
+    # Killed while stopping the workers: beat is stopped, the worker consumes nothing; both are written down.
+    assert host.containers[BEAT]["state"] == "exited" and host.queues[WORKER] == []
+    assert journal_of(journal) == [
+        {"project": PROJECT, "id": BEAT, "service": "beat", "action": "stopped", "queues": []},
+        {"project": PROJECT, "id": WORKER, "service": "worker", "action": "stopped", "queues": ["celery"]},
+    ]
+    assert oct(journal.stat().st_mode & 0o777) == "0o644"
+
+
+def test_a_later_run_brings_back_what_an_interrupted_one_left_and_forgets_it(tmp_path):
+    journal = tmp_path / "shop.quiesced.json"
+    host = InterruptedHost(demo(), "stop")
+    with pytest.raises(KeyboardInterrupt):
+        run(host, journal=str(journal))
+    other = {"project": "shop-green", "id": "f" * 64, "service": "worker", "action": "stopped", "queues": []}
+    journal.write_text(json.dumps({"entries": journal_of(journal) + [other]}))
+    host.calls = []
+    # The later run stopped nothing itself (containers: []), yet both come back: the worker's queues, then beat.
+    result = run(host, state="resumed", containers=[], journal=str(journal))
+    assert host.ops() == [("celery", WORKER[:12], "add_consumer"), ("start", (BEAT,), None)]
+    assert host.queues[WORKER] == ["celery"] and host.containers[BEAT]["state"] == "running"
+    assert result["from_journal"] == [BEAT, WORKER] and result["changed"]
+    assert journal_of(journal) == [other]
+
+
+def test_resume_skips_journal_entries_of_containers_that_are_gone(tmp_path):
+    journal = tmp_path / "shop.quiesced.json"
+    gone = "e" * 64
+    journal.write_text(json.dumps({"entries": [
+        {"project": PROJECT, "id": gone, "service": "worker", "action": "stopped", "queues": ["celery"]}]}))
+    host = FakeHost(demo())
+    result = run(host, state="resumed", containers=[], journal=str(journal))
+    assert host.ops() == [] and not result["changed"] and result["from_journal"] == []
+    assert any(gone[:12] in w and "no longer exists" in w for w in result["warnings"])
+    assert not journal.exists()
+
+
+def test_a_damaged_journal_does_not_stop_a_rescue(tmp_path):
+    journal = tmp_path / "shop.quiesced.json"
+    journal.write_text("{not json")
+    host = FakeHost(demo(beat="exited"))
+    result = run(host, state="resumed", containers=[BEAT], journal=str(journal))
+    assert host.ops() == [("start", (BEAT,), None)]
+    assert any("not valid JSON" in w for w in result["warnings"])
+
+
+def test_quiesce_refuses_a_damaged_journal_before_changing_anything(tmp_path):
+    journal = tmp_path / "shop.quiesced.json"
+    journal.write_text("[]")
+    host = FakeHost(demo())
+    message = fail(host, journal=str(journal))
+    assert "journal" in message and str(journal) in message
+    assert host.ops() == []
+
+
+def test_check_mode_and_shrink_journal_as_expected(tmp_path):
+    journal = tmp_path / "shop.quiesced.json"
+    run(FakeHost(demo()), check_mode=True, journal=str(journal))
+    assert not journal.exists()
+    host = FakeHost(demo(), pool=3)
+    run(host, mode="shrink", journal=str(journal))
+    assert journal_of(journal) == [{"project": PROJECT, "id": WORKER, "service": "worker", "action": "shrunk",
+                                    "queues": [], "pool": {"before": 3, "after": 1}}]
