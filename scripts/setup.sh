@@ -21,6 +21,8 @@ missing_packages() {
     if ! docker_answers && ! PATH="$PATH:/usr/sbin" command -v dockerd >/dev/null; then
         echo docker.io
     fi
+    # Debian's Compose v1 (1.29), never used: the bad-input tests check that it is refused.
+    [ -x /usr/bin/docker-compose ] || echo docker-compose
 }
 
 install_packages() {

@@ -446,3 +446,14 @@ FAST_DEPLOY = {
 }
 # The documented way to take over the lock of a run that is gone (roles/bluegreen/README.md).
 BREAK_LOCK = {"bluegreen_lock_break_stale": True, "bluegreen_lock_stale_after": 0}
+
+
+def only_compose_v1_env(work):
+    """Environment in which the real docker CLI finds no Compose v2 plugin (an empty DOCKER_CONFIG) and the
+    only docker-compose on PATH is Debian's Compose v1 (1.29, installed by scripts/setup.sh)."""
+    version = subprocess.run(["/usr/bin/docker-compose", "version", "--short"], capture_output=True, text=True,
+                             check=True).stdout
+    assert version.startswith("1."), "Debian's docker-compose is not Compose v1: %s" % version
+    config = Path(work) / "docker-config-without-plugins"
+    config.mkdir(exist_ok=True)
+    return {"DOCKER_CONFIG": str(config), "PATH": "/usr/bin:/bin:/usr/sbin:/sbin"}

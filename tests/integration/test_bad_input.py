@@ -15,7 +15,6 @@ import hashlib
 import io
 import json
 import os
-import shutil
 import subprocess
 import tarfile
 import uuid
@@ -28,6 +27,7 @@ from conftest import (
     Nginx,
     deploy,
     docker,
+    only_compose_v1_env,
     role_vars,
     run_module,
 )
@@ -127,20 +127,6 @@ def bench(tmp_path_factory):
         docker("rmi", "-f", "%s:v1" % ARM_IMAGE, "%s:v2" % ARM_IMAGE, check=False)
 
 
-def _fake_compose_v1(work):
-    """A PATH where `docker compose` is missing and `docker-compose` is v1 (1.29, Debian's)."""
-    fake = work / "compose-v1-bin"
-    fake.mkdir(exist_ok=True)
-    real = shutil.which("docker")
-    (fake / "docker").write_text(
-        '#!/bin/sh\nif [ "$1" = compose ]; then echo "docker: \'compose\' is not a docker command." >&2; exit 1; fi\n'
-        'exec %s "$@"\n' % real)
-    (fake / "docker-compose").write_text('#!/bin/sh\necho "docker-compose version 1.29.2, build unknown"\n')
-    for name in ("docker", "docker-compose"):
-        (fake / name).chmod(0o755)
-    return {"PATH": "%s:%s" % (fake, os.environ["PATH"])}
-
-
 def module_cases(bench):
     """(id, module, args, env, words the message must contain)."""
     stack = bench.stack
@@ -177,8 +163,8 @@ def module_cases(bench):
         ("cpc-wrong-architecture", "compose_project_color",
          dict(cpc, color="green", state="started", variables=bench.module_env("green", DEMO_IMAGE=ARM_IMAGE)), None,
          ["%s:v1" % ARM_IMAGE, "built for arm64", "amd64", "no container was touched"]),
-        ("cpc-compose-v1", "compose_project_color", dict(blue, state="stopped"), _fake_compose_v1(bench.work),
-         ["Compose v1", "1.29.2", "not supported"]),
+        ("cpc-compose-v1", "compose_project_color", dict(blue, state="stopped"), only_compose_v1_env(bench.work),
+         ["Compose v1", "/usr/bin/docker-compose 1.29", "not supported"]),
         ("cpc-daemon-unreachable", "compose_project_color",
          dict(blue, state="stopped", docker_host="unix:///nonexistent/docker.sock"), None,
          ["docker_host", "not reachable"]),

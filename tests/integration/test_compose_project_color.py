@@ -14,14 +14,13 @@ import hashlib
 import io
 import json
 import os
-import shutil
 import stat
 import subprocess
 import tarfile
 
 import pytest
 
-from conftest import DEMO_DIR, container_state, docker, project_containers, run_module
+from conftest import DEMO_DIR, container_state, docker, only_compose_v1_env, project_containers, run_module
 
 MODULE = "compose_project_color"
 
@@ -330,22 +329,7 @@ def arm64_image(demo_stack):
         docker("image", "rm", "--force", "%s:v1" % name, check=False)
 
 
-@pytest.fixture
-def compose_v1_path(tmp_path):
-    """PATH where `docker compose` does not exist and `docker-compose` is v1."""
-    bindir = tmp_path / "bin-v1"
-    bindir.mkdir()
-    real = shutil.which("docker")
-    (bindir / "docker").write_text(
-        "#!/bin/sh\nif [ \"$1\" = compose ]; then echo \"docker: 'compose' is not a docker command.\" >&2; exit 1; fi\n"
-        "exec %s \"$@\"\n" % real)
-    (bindir / "docker-compose").write_text("#!/bin/sh\necho 'docker-compose version 1.29.2, build unknown'\n")
-    for name in ("docker", "docker-compose"):
-        os.chmod(bindir / name, 0o755)
-    return "%s:%s" % (bindir, "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
-
-
-def test_bad_input_changes_nothing(demo_stack, state_dir, tmp_path, arm64_image, compose_v1_path):
+def test_bad_input_changes_nothing(demo_stack, state_dir, tmp_path, arm64_image):
     stack = demo_stack
     stack.up_color("blue")
     ok(call(base_args(stack, state_dir, "blue", state="active", release="v1")))
@@ -376,10 +360,10 @@ def test_bad_input_changes_nothing(demo_stack, state_dir, tmp_path, arm64_image,
          "pull=never"),
         ("architecture", dict(blue, env=color_env(stack, "blue", "v1", DEMO_IMAGE=arm64_image), state="started"),
          "arm64"),
-        ("compose v1", dict(blue, state="stopped"), "Compose v1"),
+        ("compose v1", dict(blue, state="stopped"), "Compose v1 (/usr/bin/docker-compose 1.29"),
     ]
     for option, args, expected in cases:
-        env = {"PATH": compose_v1_path} if option == "compose v1" else None
+        env = only_compose_v1_env(tmp_path) if option == "compose v1" else None
         for check_mode in (True, False):
             result = call(args, check_mode=check_mode, env=env)
             assert result["rc"] != 0 and result.get("failed"), (option, result)
