@@ -3,7 +3,8 @@
 #   unit (pytest), sanity (ansible-test), lint (ansible-lint, production
 #   profile), build, integration (pytest against this machine's Docker daemon)
 #   and fleet (on the fleet test bed: tests/integration/test_fleet_faults.py,
-#   then the molecule scenarios).
+#   then the molecule scenarios; then, when both stages run, the integration
+#   tests of BALANCE_TESTS, moved over so that the two lanes end together).
 # Each stage runs even when an earlier one failed; the exit code is non-zero
 # when any failed. LOWSPEC_STAGES="unit lint" runs a subset.
 #
@@ -47,18 +48,33 @@ stage_build() {
     fi
 }
 FLEET_TESTS=tests/integration/test_fleet_faults.py
-stage_integration() { pytest -q -p no:cacheprovider -x --durations=15 --ignore="$FLEET_TESTS" tests/integration; }
+# Integration tests that run in the fleet lane, after the scenarios, when both
+# stages run, so that the two lanes end at about the same time.
+BALANCE_TESTS=(tests/integration/test_playbooks.py tests/integration/test_interrupted_rerun.py)
+balance=false
+[[ " $stages " == *" integration "* && " $stages " == *" fleet "* ]] && balance=true
+
+stage_integration() {
+    local -a skip=(--ignore="$FLEET_TESTS") test
+    if $balance; then for test in "${BALANCE_TESTS[@]}"; do skip+=(--ignore="$test"); done; fi
+    pytest -q -p no:cacheprovider -x --durations=15 "${skip[@]}" tests/integration
+}
 stage_fleet() {
     local scenario began=$SECONDS rc=0
-    # A base directory of its own: pytest prunes old numbered ones of a shared one.
+    # Base directories of their own: pytest prunes old numbered ones of a shared one.
     pytest -q -p no:cacheprovider -x --durations=5 --basetemp="$BUILD/pytest-fleet" "$FLEET_TESTS" || rc=1
     say "fleet faults: $((SECONDS - began)) s"
     for scenario in molecule/*/; do
         [ -f "$scenario/molecule.yml" ] || continue
         began=$SECONDS
-        molecule test -s "$(basename "$scenario")" || return 1
+        molecule test -s "$(basename "$scenario")" || { rc=1; break; }
         say "molecule scenario $(basename "$scenario"): $((SECONDS - began)) s"
     done
+    if $balance; then
+        began=$SECONDS
+        pytest -q -p no:cacheprovider -x --durations=5 --basetemp="$BUILD/pytest-balance" "${BALANCE_TESTS[@]}" || rc=1
+        say "integration tests in this lane (${BALANCE_TESTS[*]}): $((SECONDS - began)) s"
+    fi
     return "$rc"
 }
 
