@@ -230,6 +230,43 @@ class DemoStack:
                 return runs
             time.sleep(0.2)
 
+    def whereabouts(self, uids):
+        """Where each task that did not complete is: a failed test names the cause, not only the count.
+
+        "started" means a worker began running it; "queued" means its message still waits in a
+        broker queue; "unacked" means a worker took its message and neither acked nor returned it
+        (it comes back after the visibility timeout); "nowhere" means the message is gone.
+        """
+        broker = self.broker()
+        waiting = " ".join(broker.lrange("celery", 0, -1))
+        unacked = " ".join(broker.hvals("unacked"))
+        found = {}
+        for uid in uids:
+            if int(self.records.hget("demo:runs", uid) or 0):
+                continue
+            places = ["started" if self.records.hget("demo:started", uid) else "never started"]
+            places.append("queued" if uid in waiting else "unacked" if uid in unacked else "nowhere")
+            found[uid] = ", ".join(places)
+        return found
+
+    def worker_logs(self, uids=()):
+        """What every worker container of this stack logged about `uids` (task ids), and its warnings and errors."""
+        lines = []
+        for color in ("blue", "green"):
+            for cid in project_containers(self.project(color), "worker"):
+                proc = subprocess.run(["docker", "logs", "-t", cid], capture_output=True, text=True, check=False)
+                told = [line for line in (proc.stdout + proc.stderr).splitlines()
+                        if any(uid in line for uid in uids) or any(level in line for level in ("WARNING", "ERROR", "CRITICAL"))]
+                lines.append("--- %s worker %s ---\n%s" % (color, cid[:12], "\n".join(told[-60:])))
+        return "\n".join(lines)
+
+    def assert_each_ran_once(self, uids, timeout=60, what="tasks"):
+        """Every task completed exactly once; otherwise say which, where they are, and what the workers logged."""
+        runs = self.wait_done(uids, timeout=timeout)
+        wrong = {uid: count for uid, count in runs.items() if count != 1}
+        assert not wrong, "%s: %d of %d not run exactly once: %s; where the unrun ones are: %s\n%s" % (
+            what, len(wrong), len(uids), wrong, self.whereabouts(wrong), self.worker_logs(wrong))
+
     def teardown(self):
         for color in ("blue", "green"):
             compose(self.project(color), "down", "-v", "--remove-orphans", "--timeout", "5",

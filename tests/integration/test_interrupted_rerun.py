@@ -62,7 +62,7 @@ def test_a_failing_rerun_after_ctrl_c_brings_back_the_old_workers_the_lost_run_s
     state = json.loads((state_dir / ("%s.json" % demo_stack.app)).read_text())
     assert (state["active_color"], state["release"]) == ("blue", "v1")
     uids = demo_stack.enqueue("blue", n=3, seconds=0.1)
-    assert demo_stack.wait_done(uids, timeout=60) == {uid: 1 for uid in uids}
+    demo_stack.assert_each_ran_once(uids, timeout=60)
     # The old beat sends again, and no other scheduler ever ran.
     sent = demo_stack.records.llen("demo:beat_sends")
     deadline = time.monotonic() + 15

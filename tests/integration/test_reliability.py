@@ -116,7 +116,7 @@ class Snapshot:
         assert self.nginx.upstream_path.read_bytes() == self.upstream, "%s: the upstream file changed" % name
         assert not self.lock_file.exists(), "%s: the deploy lock was not released" % name
         uids = self.stack.enqueue("blue", n=2, seconds=0.1)
-        assert self.stack.wait_done(uids, timeout=30) == {uid: 1 for uid in uids}, "%s: old workers idle" % name
+        self.stack.assert_each_ran_once(uids, timeout=30, what="%s: old workers idle" % name)
 
 
 def _vars(stack, nginx, state_dir, release, overrides):

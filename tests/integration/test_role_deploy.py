@@ -63,7 +63,7 @@ def test_deploys_alternate_colors_with_old_workers_stopped_and_one_beat(demo_sta
     assert states(demo_stack, "blue", "beat") == ["exited"]
     assert probe.failures == [], "requests failed through the proxy during the deploy"
     assert {a[1:] for a in probe.answers} <= {("blue", "v1"), ("green", "v2")}
-    assert demo_stack.wait_done(uids, timeout=60) == {uid: 1 for uid in uids}, "a queued task was lost or ran twice"
+    demo_stack.assert_each_ran_once(uids, timeout=60)
     assert [h["release"] for h in state["history"]] == ["v2", "v1"]  # newest first
     assert state["history"][0]["previous_color"] == "blue"
 
@@ -103,7 +103,7 @@ def test_broken_release_is_rescued_and_the_old_release_keeps_serving(demo_stack,
     assert not (state_dir / ("%s.lock" % demo_stack.app)).exists()
     # The old workers consume again.
     uids = demo_stack.enqueue("blue", n=2, seconds=0.1)
-    assert demo_stack.wait_done(uids, timeout=30) == {uid: 1 for uid in uids}
+    demo_stack.assert_each_ran_once(uids, timeout=30)
 
     # The next good release deploys without manual steps.
     assert_deployed(deploy(role_vars(demo_stack, nginx, state_dir, "v2")), demo_stack, nginx, state_dir, "green", "v2")

@@ -143,7 +143,7 @@ def test_shrink_mode_keeps_tasks_flowing_one_beat_and_rescues_by_growing_back(de
     state = assert_deployed(result, stack, nginx, state_dir, "green", "v2")
     assert probe.failures == [], "requests failed through the proxy during the deploy"
     uids = backlog + list(stream.enqueued)
-    assert stack.wait_done(uids, timeout=90) == {uid: 1 for uid in uids}, "a task was lost or ran twice"
+    stack.assert_each_ran_once(uids, timeout=90)
     done = completions(stack)
     stall, stall_at = stream.longest_stall(done, start, end)
     print("\nshrink deploy: %.1f s, %d tasks, longest stretch with a task waiting and none completing: %.2f s"
