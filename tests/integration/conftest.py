@@ -402,7 +402,14 @@ def deploy(variables, check=False, env=None, args=(), playbook="deploy.yml"):
 
 
 class TrafficProbe:
-    """Polls a URL every `period` seconds in a thread; counts answers per (status, color, release)."""
+    """Polls a URL every `period` seconds in a thread; counts answers per (status, color, release).
+
+    Each request opens its own connection (Connection: close). nginx closes idle
+    keep-alive connections when it reloads, and a request sent on one at that
+    instant fails at the client before nginx reads it; browsers retry such a
+    request, requests does not. A failure counted here is then nginx's or the
+    app's, never that race's. An error answer keeps the exception's text.
+    """
 
     def __init__(self, url, period=0.05):
         import threading
@@ -416,14 +423,13 @@ class TrafficProbe:
     def _run(self):
         import requests
 
-        session = requests.Session()
         while not self._stop.is_set():
             try:
-                reply = session.get(self.url, timeout=5)
+                reply = requests.get(self.url, timeout=5, headers={"Connection": "close"})
                 body = reply.json() if reply.headers.get("content-type", "").startswith("application/json") else {}
                 self.answers.append((reply.status_code, body.get("color"), body.get("release")))
             except (requests.RequestException, ValueError) as exc:
-                self.answers.append(("error", type(exc).__name__, None))
+                self.answers.append(("error", type(exc).__name__, str(exc)[:300]))
             self._stop.wait(self.period)
 
     def __enter__(self):

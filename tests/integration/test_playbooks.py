@@ -139,7 +139,7 @@ def test_rollback_returns_traffic_to_the_previous_release_with_its_own_workers(d
         result = ok(demo.run("rollback.yml"))
 
     assert demo.public() == ("blue", "v1")
-    assert probe.failures == [], "requests failed through the proxy during the rollback"
+    assert probe.failures == [], "requests failed through the proxy during the rollback: %s" % probe.failures[:5]
     assert {a[1:] for a in probe.answers} <= {("green", "v2"), ("blue", "v1")}
     assert probe.answers[-1][1:] == ("blue", "v1")
     # v1's workers and beat are the very containers the v2 deploy stopped: resumed, not recreated.

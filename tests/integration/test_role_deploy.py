@@ -61,7 +61,7 @@ def test_deploys_alternate_colors_with_old_workers_stopped_and_one_beat(demo_sta
     assert states(demo_stack, "blue", "web") == ["running"]
     assert states(demo_stack, "blue", "worker") == ["exited"]
     assert states(demo_stack, "blue", "beat") == ["exited"]
-    assert probe.failures == [], "requests failed through the proxy during the deploy"
+    assert probe.failures == [], "requests failed through the proxy during the deploy: %s" % probe.failures[:5]
     assert {a[1:] for a in probe.answers} <= {("blue", "v1"), ("green", "v2")}
     demo_stack.assert_each_ran_once(uids, timeout=60)
     assert [h["release"] for h in state["history"]] == ["v2", "v1"]  # newest first
@@ -72,7 +72,7 @@ def test_deploys_alternate_colors_with_old_workers_stopped_and_one_beat(demo_sta
     assert_deployed(result, demo_stack, nginx, state_dir, "blue", "v1")
     assert states(demo_stack, "green", "worker") == ["exited"]
     assert states(demo_stack, "green", "beat") == ["exited"]
-    assert probe.failures == []
+    assert probe.failures == [], probe.failures[:5]
     assert demo_stack.beat_runs() == ["blue", "green", "blue"], "two beats sent at the same time"
     assert first.failures == [] or all(a[0] in (502, "error") for a in first.failures)
 
@@ -92,7 +92,7 @@ def test_broken_release_is_rescued_and_the_old_release_keeps_serving(demo_stack,
         result = deploy(role_vars(demo_stack, nginx, state_dir, "broken", bluegreen_health_deadline=8))
     assert result.returncode != 0
     assert "failed at step 'health'" in result.stdout
-    assert probe.failures == [], "the old release stopped answering during the failed deploy"
+    assert probe.failures == [], "the old release stopped answering during the failed deploy: %s" % probe.failures[:5]
     assert {a[1:] for a in probe.answers} == {("blue", "v1")}
     # Exactly the same old containers run again (started by id, not recreated).
     for svc, ids in before.items():

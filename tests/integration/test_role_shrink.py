@@ -141,7 +141,7 @@ def test_shrink_mode_keeps_tasks_flowing_one_beat_and_rescues_by_growing_back(de
         end = time.time()
         time.sleep(1)
     state = assert_deployed(result, stack, nginx, state_dir, "green", "v2")
-    assert probe.failures == [], "requests failed through the proxy during the deploy"
+    assert probe.failures == [], "requests failed through the proxy during the deploy: %s" % probe.failures[:5]
     uids = backlog + list(stream.enqueued)
     stack.assert_each_ran_once(uids, timeout=90)
     done = completions(stack)

@@ -48,7 +48,7 @@ def test_ctrl_c_mid_deploy_then_documented_recovery(demo_stack, nginx, tmp_path)
     with integration.TrafficProbe(nginx.url) as probe:
         code, output = integration.run_on_pty(integration.playbook_argv(variables), [("Start the new color's workers", b"\x03")])
     assert code != 0, output[-3000:]
-    assert probe.failures == [], "the old release stopped answering when the deploy was interrupted"
+    assert probe.failures == [], "the old release stopped answering when the deploy was interrupted: %s" % probe.failures[:5]
     lock = state_dir / ("%s.lock" % demo_stack.app)
     assert lock.exists(), "an interrupted run cannot release its lock: the lock must show it"
 
@@ -61,7 +61,7 @@ def test_ctrl_c_mid_deploy_then_documented_recovery(demo_stack, nginx, tmp_path)
     with integration.TrafficProbe(nginx.url) as probe:
         again = integration.deploy(dict(variables, **BREAK_LOCK))
     assert again.returncode == 0, again.stdout[-5000:]
-    assert probe.failures == []
+    assert probe.failures == [], probe.failures[:5]
     assert_consistent(demo_stack, nginx, state_dir, "green", "v2")
 
 

@@ -42,10 +42,11 @@ class TaskStream:
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self):
-        session = requests.Session()
         while not self._stop.is_set():
             try:
-                reply = session.post(self.url, json={"n": self.n, "seconds": self.seconds}, timeout=10)
+                # A connection per request, as TrafficProbe does (nginx's reload closes idle keep-alive ones).
+                reply = requests.post(self.url, json={"n": self.n, "seconds": self.seconds}, timeout=10,
+                                      headers={"Connection": "close"})
                 reply.raise_for_status()
                 self.uids.extend(reply.json()["enqueued"])
             except (requests.RequestException, ValueError, KeyError) as exc:
