@@ -63,11 +63,15 @@ def completions(stack):
 
 
 class TaskStream:
-    """Enqueues one short task every `period` seconds through the old web, in a thread."""
+    """Enqueues one short task every `period` seconds through the old web, in a thread.
 
-    def __init__(self, stack, color, period=0.5, seconds=0.1):
+    `enqueued` also holds the tasks queued before it started (`earlier`), so that
+    their completions count as tasks completing.
+    """
+
+    def __init__(self, stack, color, period=0.5, seconds=0.1, earlier=None):
         self.stack, self.color, self.period, self.seconds = stack, color, period, seconds
-        self.enqueued = {}  # uid -> time it was enqueued
+        self.enqueued = dict(earlier or {})  # uid -> time it was enqueued
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -130,8 +134,8 @@ def test_shrink_mode_keeps_tasks_flowing_one_beat_and_rescues_by_growing_back(de
     assert stack.beat_runs()[-2:] == ["green", "blue"], "the old beat did not come back after the new one stopped"
 
     # 3. The real deploy, under a backlog and a steady task stream.
-    backlog = stack.enqueue("blue", n=8, seconds=0.5)
-    with TrafficProbe(nginx.url) as probe, TaskStream(stack, "blue") as stream:
+    backlog = dict.fromkeys(stack.enqueue("blue", n=8, seconds=0.5), time.time())
+    with TrafficProbe(nginx.url) as probe, TaskStream(stack, "blue", earlier=backlog) as stream:
         time.sleep(1)
         start = time.time()
         timeline = tmp_path / "timeline.jsonl"
@@ -142,7 +146,7 @@ def test_shrink_mode_keeps_tasks_flowing_one_beat_and_rescues_by_growing_back(de
         time.sleep(1)
     state = assert_deployed(result, stack, nginx, state_dir, "green", "v2")
     assert probe.failures == [], "requests failed through the proxy during the deploy: %s" % probe.failures[:5]
-    uids = backlog + list(stream.enqueued)
+    uids = list(stream.enqueued)
     stack.assert_each_ran_once(uids, timeout=90)
     done = completions(stack)
     stall, stall_at = stream.longest_stall(done, start, end)
