@@ -620,6 +620,20 @@ class CeleryQuiesceManager:
             self.cli.actions.append("exec %s %s" % (container["id"][:12], " ".join(argv)))
         return rc, out, err
 
+    def _control(self, container, call, nodes, argument, replied_only=False):
+        """`celery control <call> <argument>` to `nodes`: {node: (ok, message)}.
+
+        A node that did not reply counts as refused ("no reply from ..."), unless
+        `replied_only` keeps just the nodes that answered.
+        """
+        rc, out, err = self.celery(container, call, nodes, queue=argument)
+        if rc != 0:
+            self._fail_celery(container, "celery control %s %s" % (call, argument), rc, out, err)
+        answers = parse_control(out)
+        if replied_only:
+            return answers
+        return {node: answers.get(node, (False, "no reply from %s" % node)) for node in nodes}
+
     def _fail_celery(self, container, what, rc, out, err):
         kind, message = classify_failure(rc, out, err)
         if kind == APP_ERROR:
@@ -849,10 +863,7 @@ class CeleryQuiesceManager:
         cancelled = []
         try:
             while size > keep:
-                rc, out, err = self.celery(container, "pool_shrink", [node], queue=1)
-                if rc != 0:
-                    self._fail_celery(container, "celery control pool_shrink", rc, out, err)
-                ok, message = parse_control(out).get(node, (False, "no reply from %s" % node))
+                ok, message = self._control(container, "pool_shrink", [node], 1)[node]
                 if ok:
                     size -= 1
                     if size > keep:
@@ -891,18 +902,16 @@ class CeleryQuiesceManager:
         """pool_grow each node of a running worker short of `wanted` processes; {before, after}."""
         short = {node: wanted - size for node, size in sizes.items() if size < wanted}
         before = sum(sizes.values())
+        pool = {"before": before, "after": before + sum(short.values())}
         if self.check_mode:
-            return {"before": before, "after": before + sum(short.values())}
+            return pool
         for node in sorted(short):
-            rc, out, err = self.celery(container, "pool_grow", [node], queue=short[node])
-            if rc != 0:
-                self._fail_celery(container, "celery control pool_grow", rc, out, err)
-            ok, message = parse_control(out).get(node, (False, "no reply from %s" % node))
+            ok, message = self._control(container, "pool_grow", [node], short[node])[node]
             if not ok:
                 raise BlueGreenError("pool_grow refused by %s: %s" % (node, message))
         # Not awaited: the new processes fork and import in the background (seconds
         # on a small host), and nothing here depends on them being up.
-        return {"before": before, "after": before + sum(short.values())}
+        return pool
 
     def _cancel_consumers(self, container, nodes, before=None):
         """Cancel every queue the nodes consume; `before(queues)` is called first."""
@@ -915,10 +924,8 @@ class CeleryQuiesceManager:
             before(queues)
         for queue in queues:
             targets = [node for node in nodes if queue in by_node.get(node, [])]
-            rc, out, err = self.celery(container, "cancel_consumer", targets, queue=queue)
-            if rc != 0:
-                self._fail_celery(container, "celery control cancel_consumer %s" % queue, rc, out, err)
-            failed = ["%s: %s" % (node, msg) for node, (ok, msg) in sorted(parse_control(out).items()) if not ok]
+            answers = self._control(container, "cancel_consumer", targets, queue, replied_only=True)
+            failed = ["%s: %s" % (node, msg) for node, (ok, msg) in sorted(answers.items()) if not ok]
             if failed:
                 raise BlueGreenError("cancel_consumer %s refused by %s" % (queue, "; ".join(failed)))
         return queues
