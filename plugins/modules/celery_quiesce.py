@@ -38,7 +38,7 @@ description:
     which no Celery worker answers, a O(celery_app) Celery cannot load (Celery's own message is shown),
     a negative timeout, and a pause that could outlast the broker's visibility timeout all fail with
     nothing stopped.
-  - "Tasks still running when O(drain_timeout) passes are reported in RV(still_active). With
+  - "Tasks still running when O(drain_timeout) passes are reported in RV(still_active) and in a warning. With
     O(mode=stop), C(docker stop) sends SIGTERM: Celery's warm shutdown lets those tasks finish for up to
     O(stop_timeout) seconds. A task still running after that is killed (SIGKILL). With
     C(task_acks_late) (as in the demo app) its message stays unacknowledged in the broker, and the broker
@@ -438,7 +438,8 @@ actions:
   elements: str
   sample: ["stop --time 60 0c4e...", "exec 8296... python3 -m celery -A shop control cancel_consumer celery ..."]
 warnings:
-  description: Workers that did not answer while draining, and similar conditions that did not stop the module.
+  description: Tasks still held when O(drain_timeout) passed, workers that did not answer while draining, and
+    similar conditions that did not stop the module.
   returned: when any
   type: list
   elements: str
@@ -790,6 +791,13 @@ class CeleryQuiesceManager:
                 break
             self.sleep(min(POLL_INTERVAL, remaining))
         timings["drain"] = _round(self.clock() - mark)
+        if self.result["still_active"]:
+            self.warnings.append(
+                "%d task(s) still held when drain_timeout (%s s) passed, left to %s: %s" % (
+                    len(self.result["still_active"]), self.params["drain_timeout"],
+                    "the pause (they resume with the worker)" if self.params["mode"] == "pause"
+                    else "the warm shutdown (stop_timeout %s s), then to redelivery" % self.params["stop_timeout"],
+                    ", ".join("%s[%s] %s" % (t["name"], t["id"], t["state"]) for t in self.result["still_active"])))
 
         # 4. Stop (warm shutdown, stop_timeout grace) or freeze.
         mark = self.clock()

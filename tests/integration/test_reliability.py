@@ -177,7 +177,7 @@ def test_faults_leave_the_old_release_serving_and_the_next_deploy_succeeds(demo_
     assert long_task, "the deploy never reached the shared project step"
     assert result.returncode == 0, result.stdout[-5000:]
     assert probe.failures == [], probe.failures[:5]
-    assert "Still running when the drain deadline passed" in result.stdout, result.stdout[-5000:]
+    assert "task(s) still held when drain_timeout (2 s) passed, left to the warm shutdown" in result.stdout, result.stdout[-5000:]
     assert demo_stack.wait_done(long_task, timeout=60) == {long_task[0]: 1}, "the long task was lost or ran twice"
     state = json.loads(snapshot.state_file.read_text())
     assert (state["active_color"], state["release"]) == ("green", "v2")

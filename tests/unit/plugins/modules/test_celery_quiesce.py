@@ -235,6 +235,14 @@ def test_a_task_past_the_drain_deadline_is_reported_and_the_worker_still_stops()
     assert task["worker"] == "celery@" + WORKER[:12] and task["container"] == WORKER
     assert result["timings"]["drain"] == 3.0
     assert host.ops()[-1] == ("stop", (WORKER,), 90)
+    (warning,) = [w for w in result["warnings"] if "drain_timeout" in w]
+    assert warning.startswith("1 task(s) still held when drain_timeout (3 s) passed, left to the warm shutdown "
+                              "(stop_timeout 90 s)") and task["id"] in warning
+
+
+def test_a_drained_worker_gives_no_drain_warning():
+    result = run(FakeHost(demo()))
+    assert result["drained"] and not [w for w in result.get("warnings", []) if "drain_timeout" in w]
 
 
 class SilentHost(FakeHost):
