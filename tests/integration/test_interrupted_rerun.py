@@ -48,6 +48,12 @@ def test_a_failing_rerun_after_ctrl_c_brings_back_the_old_workers_the_lost_run_s
     written = json.loads(journal.read_text())["entries"]
     assert sorted(entry["id"] for entry in written) == sorted(ids[0] for ids in old.values())
     assert all(entry["project"] == demo_stack.project("blue") for entry in written)
+    # status names the lock left behind and the old containers the journal holds.
+    status = deploy(role_vars(demo_stack, nginx, state_dir, "v2"), playbook="status.yml")
+    assert status.returncode == 0, status.stdout[-3000:]
+    assert "deploy lock: held by " in status.stdout, status.stdout[-3000:]
+    for svc, ids in old.items():
+        assert "%s %s %s stopped" % (demo_stack.project("blue"), svc, ids[0][:12]) in status.stdout, status.stdout[-3000:]
 
     rerun = deploy(dict(role_vars(demo_stack, nginx, state_dir, "broken", **FAST), **BREAK_LOCK))
     out = rerun.stdout

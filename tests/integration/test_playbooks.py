@@ -198,6 +198,7 @@ def test_status_shows_app_active_color_release_health_and_history(demo):
     assert "  blue (active): web running, worker running, beat running" in out
     assert "  green (idle): web running, worker exited, beat exited - rolled back from it" in out
     assert "last deploys (newest first):" in out
+    assert "deploy lock:" not in out and "journal:" not in out, "no deploy runs or was interrupted"
     # One line per deploy, newest first: the rollback, the v2 deploy, the first deploy.
     lines = [ln.strip().strip('",') for ln in out.splitlines() if " rollback of v2" in ln or "  first deploy" in ln
              or ("green  v2  from blue v1" in ln)]
