@@ -1047,7 +1047,7 @@ class CeleryQuiesceManager:
         order = to_unpause + to_start + beat_unpause + beat_start
         self.result["resumed"] = [c["id"] for c in to_unpause + to_start] + [c["id"] for c in beat_unpause + beat_start]
         if not order and not starving and not to_grow:
-            self._forget(project, from_journal)
+            self._forget(project)
             timings["total"] = _round(self.clock() - started)
             return
         self.result["changed"] = True
@@ -1087,10 +1087,10 @@ class CeleryQuiesceManager:
             if down:
                 raise BlueGreenError("beat container(s) %s did not stay running after start" % ", ".join(down))
         timings["beat"] = _round(self.clock() - mark)
-        self._forget(project, from_journal)
+        self._forget(project)
         timings["total"] = _round(self.clock() - started)
 
-    def _forget(self, project, from_journal):
+    def _forget(self, project):
         """Everything of the project is back: its journal entries are done with."""
         path = self.params["journal"]
         if path and not self.check_mode:
