@@ -33,6 +33,7 @@ CELERY_CALLS = {
     "reserved": ("inspect", "reserved", False, False),
     "active_queues": ("inspect", "active_queues", False, False),
     "stats": ("inspect", "stats", False, False),
+    "conf": ("inspect", "conf", False, False),
     "cancel_consumer": ("control", "cancel_consumer", True, True),
     "add_consumer": ("control", "add_consumer", True, True),
     "pool_shrink": ("control", "pool_shrink", True, True),
@@ -164,6 +165,24 @@ def parse_pool_sizes(stdout):
             )
         sizes[node] = len(processes)
     return sizes
+
+
+def parse_redelivery(stdout):
+    """{node: True when the worker's configuration sets both task_acks_late and task_reject_on_worker_lost}.
+
+    From `inspect conf`, which lists the settings that differ from Celery's
+    defaults (both default to False). Only those two keys are read: the reply
+    also carries the broker URL, so no part of it goes into a message.
+    """
+    try:
+        replies = json.loads(stdout)
+    except ValueError:
+        raise CeleryReplyError("celery inspect conf answered something that is not JSON") from None
+    if not isinstance(replies, dict):
+        raise CeleryReplyError("celery inspect conf answered something that is not a JSON object")
+    return {node: isinstance(conf, dict) and conf.get("task_acks_late") is True
+            and conf.get("task_reject_on_worker_lost") is True
+            for node, conf in replies.items()}
 
 
 def parse_tasks(stdout):

@@ -25,6 +25,12 @@ description:
     O(keep_processes) each (C(celery control pool_shrink), no restart); beat and the consumers are left
     as they are, so the old release keeps working at a trickle while the new one starts. A later call
     with O(mode=stop) completes the drain and stop.
+  - "billiard's C(pool_shrink) ends a process that no job of its pool names. A task handed to that
+    process an instant before, whose start the process has not reported back yet, names none: it is
+    ended as it starts, and Celery sees its worker lost. With C(task_acks_late) and
+    C(task_reject_on_worker_lost) the task goes back to the queue and runs again; without them it is
+    lost. O(mode=shrink) reads each worker's configuration (C(celery inspect conf)) before shrinking
+    and warns when it does not set both."
   - With O(state=resumed), exactly the given containers are started (C(docker start)) or unfrozen
     (C(docker unpause)), never recreated; frozen workers consume their queues again
     (C(celery control add_consumer)); the module waits until each worker is ready, grows shrunk pools
@@ -438,8 +444,9 @@ actions:
   elements: str
   sample: ["stop --time 60 0c4e...", "exec 8296... python3 -m celery -A shop control cancel_consumer celery ..."]
 warnings:
-  description: Tasks still held when O(drain_timeout) passed, workers that did not answer while draining, and
-    similar conditions that did not stop the module.
+  description: Tasks still held when O(drain_timeout) passed, workers that did not answer while draining, workers
+    whose configuration would lose a task that O(mode=shrink) ends as it starts, and similar conditions that
+    did not stop the module.
   returned: when any
   type: list
   elements: str
@@ -465,6 +472,7 @@ from ansible_collections.lowspec.bluegreen.plugins.module_utils._celery import (
     parse_ping,
     parse_pool_sizes,
     parse_queues,
+    parse_redelivery,
     parse_tasks,
 )
 from ansible_collections.lowspec.bluegreen.plugins.module_utils._common import (
@@ -830,6 +838,7 @@ class CeleryQuiesceManager:
             self.result["pools"][container["id"]] = {"before": before, "after": before}
             if any(size > keep for size in sizes.values()):
                 plans.append((container, nodes, sizes))
+                self.check_redelivery(container, nodes)
         if not plans:
             self.result["timings"]["total"] = _round(self.clock() - started)
             return
@@ -848,6 +857,28 @@ class CeleryQuiesceManager:
             self.result["pools"][container["id"]]["after"] = entry["pool"]["after"]
         self.result["timings"]["shrink"] = _round(self.clock() - started)
         self.result["timings"]["total"] = _round(self.clock() - started)
+
+    def check_redelivery(self, container, nodes):
+        """Warn when a task that pool_shrink ends as it starts would be lost rather than redelivered.
+
+        billiard ends a process no job of its pool names; a job handed to it an
+        instant before, whose start the process has not reported back yet, names
+        none. Celery then sees that task's worker lost: with task_acks_late and
+        task_reject_on_worker_lost it is put back in the queue, otherwise it is gone.
+        """
+        rc, out, err = self.celery(container, "conf", nodes)
+        if rc != 0:
+            _kind, message = classify_failure(rc, out, err)
+            self.warnings.append("celery inspect conf in %s: %s; whether a task ended by pool_shrink is "
+                                 "redelivered is unknown" % (container["name"], message))
+            return
+        redelivered = parse_redelivery(out)
+        unsafe = [node for node in nodes if not redelivered.get(node, False)]
+        if unsafe:
+            self.warnings.append(
+                "%s (%s): the Celery configuration does not set both task_acks_late and task_reject_on_worker_lost, "
+                "so a task that pool_shrink ends at the instant it starts is lost, not redelivered; set both "
+                "(or on every task) to use mode=shrink safely" % (", ".join(unsafe), container["name"]))
 
     def pool_sizes(self, container, nodes):
         rc, out, err = self.celery(container, "stats", nodes)

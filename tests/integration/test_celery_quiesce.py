@@ -287,13 +287,15 @@ def test_shrink_mode_keeps_tasks_and_beat_flowing_and_resume_grows_the_pool_back
     assert result["containers"] == [
         {"id": worker, "service": "worker", "action": "shrunk", "queues": [], "pool": {"before": 2, "after": 1}}]
     assert result["beat_stopped"]["containers"] == []
+    # The demo sets task_acks_late and task_reject_on_worker_lost: a task the shrink ends as it starts comes back.
+    assert not [w for w in result.get("warnings", []) if "task_acks_late" in w], result["warnings"]
     wait_for(lambda: pool_processes(worker) == 1, 15)  # billiard ends the process once it is idle
     # Beat, web and worker containers all still run: nothing was stopped.
     assert snapshot(stack) == before
 
     # The old release keeps working at a trickle: the backlog completes, once each, and beat goes on.
     sends = len(beat_sends(stack))
-    assert stack.wait_done(backlog, timeout=60) == {uid: 1 for uid in backlog}
+    stack.assert_each_ran_once(backlog, timeout=60)
     wait_for(lambda: len(beat_sends(stack)) > sends, 10)
     assert quiesce(stack, mode="shrink", keep_processes=1)["changed"] is False
 

@@ -74,6 +74,16 @@ def test_parse_pool_sizes_counts_the_live_processes():
     assert _celery.parse_pool_sizes(json.dumps(shrunk)) == {NODE: 1}
 
 
+def test_parse_redelivery_needs_both_settings_and_never_echoes_the_reply():
+    assert _celery.parse_redelivery(captured("conf")["stdout"]) == {NODE: True}
+    conf = json.loads(captured("conf")["stdout"])[NODE]
+    for missing in ("task_acks_late", "task_reject_on_worker_lost"):
+        assert _celery.parse_redelivery(json.dumps({NODE: {k: v for k, v in conf.items() if k != missing}})) == {NODE: False}
+    with pytest.raises(_celery.CeleryReplyError) as error:
+        _celery.parse_redelivery("broker_url=redis://:s3cret@redis not json")
+    assert "s3cret" not in str(error.value)
+
+
 def test_parse_pool_sizes_refuses_a_pool_without_processes():
     solo = {NODE: {"pool": {"implementation": "celery.concurrency.solo:TaskPool"}}}
     with pytest.raises(_celery.CeleryReplyError, match="prefork"):

@@ -38,12 +38,13 @@ def container(service, index=1, state="running", health="none"):
 class FakeHost:
     """Stands in for DockerCLI: containers in memory, celery answered from captured replies."""
 
-    def __init__(self, containers, active_polls=0, ping=None, boot_polls=0, pool=2, busy_shrinks=0):
+    def __init__(self, containers, active_polls=0, ping=None, boot_polls=0, pool=2, busy_shrinks=0, conf=None):
         self.containers = {c["id"]: copy.deepcopy(c) for c in containers}
         self.queues = {c["id"]: ["celery"] for c in containers if c["service"] == "worker" and c["running"]}
         self.pool = {c["id"]: pool for c in containers if c["service"] == "worker"}
         self.full_pool = pool
         self.busy_shrinks = busy_shrinks  # pool_shrink answers "busy" this often while consumers are on
+        self.conf = conf  # the settings `inspect conf` answers; None: the demo's (acks late, reject on worker lost)
         self.active_polls = active_polls  # polls of `inspect active` that still show a task
         self.ping = ping or {}  # container id -> fixture name of its ping reply
         self.boot_polls = boot_polls
@@ -122,6 +123,9 @@ class FakeHost:
             return 0, json.dumps([{node: {"ok": "add consumer %s" % queue}}]), ""
         if method == "reserved":
             return 0, json.dumps({node: []}), ""
+        if method == "conf":
+            conf = list(json.loads(captured("conf")["stdout"]).values())[0] if self.conf is None else self.conf
+            return 0, json.dumps({node: conf}), ""
         if method == "stats":
             stats = json.loads(captured("stats")["stdout"])
             reply = list(stats.values())[0]
@@ -446,6 +450,19 @@ def test_shrink_keeps_beat_and_consumers_and_reports_pool_sizes():
         {"id": WORKER, "service": "worker", "action": "shrunk", "queues": [], "pool": {"before": 3, "after": 1}}]
     assert result["pools"] == {WORKER: {"before": 3, "after": 1}}
     assert result["beat_stopped"] == {"containers": [], "exited_before_workers": False}
+
+
+def test_shrink_warns_when_a_task_it_ends_as_it_starts_would_be_lost():
+    # Celery's defaults: acks early, no reject on a lost worker.
+    host = FakeHost(demo(), pool=2, conf={"broker_url": "redis://:s3cret@redis:6379/0"})
+    result = run(host, mode="shrink")
+    (warning,) = result["warnings"]
+    assert "celery@%s" % WORKER[:12] in warning and "task_acks_late and task_reject_on_worker_lost" in warning
+    assert "is lost, not redelivered" in warning
+    assert "s3cret" not in json.dumps(result), "the worker's configuration carries the broker URL"
+    assert host.pool[WORKER] == 1, "a warning, not a refusal: tasks may set both themselves"
+    # The demo sets both: no warning.
+    assert "warnings" not in run(FakeHost(demo(), pool=2), mode="shrink")
 
 
 def test_shrink_of_a_shrunk_pool_changes_nothing():
