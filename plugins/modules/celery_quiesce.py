@@ -495,6 +495,8 @@ from ansible_collections.lowspec.bluegreen.plugins.module_utils._state import (
 
 TIMEOUT_OPTIONS = ("drain_timeout", "stop_timeout", "ready_timeout", "visibility_timeout", "max_pause")
 POLL_INTERVAL = 0.5
+# Seconds to wait for billiard to drop an ended process from its list (its pool maintenance runs every 5 s).
+POOL_SETTLE_TIMEOUT = 15
 
 
 def _round(seconds):
@@ -891,7 +893,21 @@ class CeleryQuiesceManager:
         return {node: sizes[node] for node in nodes}
 
     def _shrink_node(self, container, node, size, keep, deadline):
-        """pool_shrink one process at a time down to `keep`.
+        """pool_shrink one process at a time down to `keep`, each seen gone before the next.
+
+        billiard drops an ended process from its pool's list only at its next
+        maintenance, up to 5 s later. Until then `inspect stats` still counts it,
+        and another pool_shrink (ours, or a re-run's that read the stale count)
+        ends one more: measured here, two quick pool_shrinks left a 2-process
+        pool with none, its tasks reserved and never run.
+        """
+        while size > keep:
+            self._shrink_one(container, node, keep, deadline)
+            size -= 1
+            self._wait_pool_size(container, node, size, max(deadline, self.clock() + POOL_SETTLE_TIMEOUT))
+
+    def _shrink_one(self, container, node, keep, deadline):
+        """End one idle pool process of `node`.
 
         billiard ends only idle processes ("All processes busy" otherwise). Under a
         backlog every process is re-fed the moment it finishes, so after a busy
@@ -901,15 +917,10 @@ class CeleryQuiesceManager:
         """
         cancelled = []
         try:
-            while size > keep:
+            while True:
                 ok, message = self._control(container, "pool_shrink", [node], 1)[node]
                 if ok:
-                    size -= 1
-                    if size > keep:
-                        # billiard drops an ended process from its list only later; until
-                        # then another pool_shrink could pick the same process again.
-                        self._wait_pool_size(container, node, size, deadline)
-                    continue
+                    return
                 if POOL_BUSY not in message:
                     raise BlueGreenError("pool_shrink refused by %s: %s" % (node, message))
                 if self.clock() >= deadline:

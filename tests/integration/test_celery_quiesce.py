@@ -297,7 +297,9 @@ def test_shrink_mode_keeps_tasks_and_beat_flowing_and_resume_grows_the_pool_back
     sends = len(beat_sends(stack))
     stack.assert_each_ran_once(backlog, timeout=60)
     wait_for(lambda: len(beat_sends(stack)) > sends, 10)
-    assert quiesce(stack, mode="shrink", keep_processes=1)["changed"] is False
+    again = quiesce(stack, mode="shrink", keep_processes=1)
+    assert again["changed"] is False, (json.dumps({k: again.get(k) for k in ("pools", "timings", "warnings", "actions")}),
+                                       pool_processes(worker), docker("top", worker, "-eo", "pid,ppid,lstart,args"))
 
     back = resume(stack, containers=result["containers"], ready_timeout=60)
     assert back["rc"] == 0, back

@@ -38,13 +38,18 @@ def container(service, index=1, state="running", health="none"):
 class FakeHost:
     """Stands in for DockerCLI: containers in memory, celery answered from captured replies."""
 
-    def __init__(self, containers, active_polls=0, ping=None, boot_polls=0, pool=2, busy_shrinks=0, conf=None):
+    def __init__(self, containers, active_polls=0, ping=None, boot_polls=0, pool=2, busy_shrinks=0, conf=None,
+                 stale_polls=0):
         self.containers = {c["id"]: copy.deepcopy(c) for c in containers}
         self.queues = {c["id"]: ["celery"] for c in containers if c["service"] == "worker" and c["running"]}
         self.pool = {c["id"]: pool for c in containers if c["service"] == "worker"}
         self.full_pool = pool
         self.busy_shrinks = busy_shrinks  # pool_shrink answers "busy" this often while consumers are on
         self.conf = conf  # the settings `inspect conf` answers; None: the demo's (acks late, reject on worker lost)
+        # After a pool_shrink, `inspect stats` still lists the ended process this many times (billiard drops it
+        # from its list only at its next pool maintenance); a pool_shrink meanwhile ends a second one.
+        self.stale_polls = stale_polls
+        self.stale = {}
         self.active_polls = active_polls  # polls of `inspect active` that still show a task
         self.ping = ping or {}  # container id -> fixture name of its ping reply
         self.boot_polls = boot_polls
@@ -129,7 +134,11 @@ class FakeHost:
         if method == "stats":
             stats = json.loads(captured("stats")["stdout"])
             reply = list(stats.values())[0]
-            reply["pool"]["processes"] = list(range(100, 100 + self.pool[cid]))
+            listed = self.pool[cid]
+            if self.stale.get(cid):
+                self.stale[cid] -= 1
+                listed += 1
+            reply["pool"]["processes"] = list(range(100, 100 + listed))
             return 0, json.dumps({node: reply}), ""
         if method in ("pool_shrink", "pool_grow"):
             count = int(argv[argv.index(method) + 1])
@@ -140,6 +149,7 @@ class FakeHost:
                 self.busy_shrinks -= 1
                 return 0, captured("pool-shrink-busy")["stdout"].replace("celery@8296434d8e9e", node), ""
             self.pool[cid] -= count
+            self.stale[cid] = self.stale_polls
             return 0, captured("pool-shrink")["stdout"].replace("celery@8296434d8e9e", node), ""
         if method == "active":
             if self.active_polls:
@@ -463,6 +473,16 @@ def test_shrink_warns_when_a_task_it_ends_as_it_starts_would_be_lost():
     assert host.pool[WORKER] == 1, "a warning, not a refusal: tasks may set both themselves"
     # The demo sets both: no warning.
     assert "warnings" not in run(FakeHost(demo(), pool=2), mode="shrink")
+
+
+def test_shrink_waits_until_the_ended_process_is_gone_so_a_rerun_does_not_shrink_again():
+    host = FakeHost(demo(), pool=2, stale_polls=3)
+    result = run(host, mode="shrink")
+    assert result["pools"][WORKER] == {"before": 2, "after": 1} and host.pool[WORKER] == 1
+    stats = [c for c in host.calls if c[0] == "celery" and c[2] == "stats"]
+    assert len(stats) == 1 + 4, "one read before, then polls until the ended process is no longer listed"
+    again = run(host, mode="shrink")
+    assert not again["changed"] and host.pool[WORKER] == 1, "a re-run right after must not end the last process"
 
 
 def test_shrink_of_a_shrunk_pool_changes_nothing():
