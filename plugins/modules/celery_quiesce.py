@@ -24,7 +24,9 @@ description:
   - With O(state=quiesced) and O(mode=shrink), only the workers' prefork pools are shrunk to
     O(keep_processes) each (C(celery control pool_shrink), no restart); beat and the consumers are left
     as they are, so the old release keeps working at a trickle while the new one starts. A later call
-    with O(mode=stop) completes the drain and stop.
+    with O(mode=stop) completes the drain and stop. After each C(pool_shrink) the module waits until
+    C(celery inspect stats) no longer lists the ended process (billiard drops it at its next pool
+    maintenance, up to 5 s later), so that no later call counts it and ends one process too many.
   - "billiard's C(pool_shrink) ends a process that no job of its pool names. A task handed to that
     process an instant before, whose start the process has not reported back yet, names none: it is
     ended as it starts, and Celery sees its worker lost. With C(task_acks_late) and
