@@ -5,8 +5,8 @@
 
 # PRIVATE to the collection: this file may change without notice.
 #
-# The project options every compose module shares; their argument spec is
-# compose_argspec() / compose_argspec_ex() in module_utils/_compose.py.
+# The compose project options (app, project_src, files, env_files, env,
+# variables) of the modules that run Compose.
 
 from __future__ import annotations
 

@@ -5,15 +5,14 @@
 
 # PRIVATE to the collection: this file may change without notice.
 #
-# Words shared by every module: colors, project names, and the error type the
-# modules turn into fail_json messages.
+# Words shared by every module: colors, project names, and the error types the
+# module base (_module.py) turns into fail_json messages.
 
 from __future__ import annotations
 
 import re
 
 COLORS = ("blue", "green")
-COLOR_CHOICES = ("blue", "green", "active", "idle")
 
 # What Compose accepts as a project name, minus the color suffix we add.
 _APP_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,54}$")
@@ -21,6 +20,20 @@ _APP_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,54}$")
 
 class BlueGreenError(Exception):
     """An error whose message is written for the user."""
+
+
+class CommandError(BlueGreenError):
+    """A command (docker compose, nginx, a switch command) failed; carries what the user needs to see."""
+
+    def __init__(self, msg, cmd=None, rc=None, stdout="", stderr=""):
+        super().__init__(msg)
+        self.cmd = cmd
+        self.rc = rc
+        self.stdout = stdout
+        self.stderr = stderr
+
+    def details(self):
+        return {"cmd": self.cmd, "rc": self.rc, "stdout": self.stdout, "stderr": self.stderr}
 
 
 def validate_app_name(app, option="app"):
@@ -33,22 +46,21 @@ def validate_app_name(app, option="app"):
     return app
 
 
-def other_color(color):
+def check_color(color):
     if color not in COLORS:
         raise BlueGreenError("color must be one of %s, got %r" % (", ".join(COLORS), color))
+    return color
+
+
+def other_color(color):
+    check_color(color)
     return COLORS[1] if color == COLORS[0] else COLORS[0]
 
 
 def project_name(app, color):
     """The compose project of one color of an app: `<app>-<color>`."""
     validate_app_name(app)
-    if color not in COLORS:
-        raise BlueGreenError("color must be one of %s, got %r" % (", ".join(COLORS), color))
-    return "%s-%s" % (app, color)
-
-
-def shared_project_name(app):
-    return "%s-shared" % validate_app_name(app)
+    return "%s-%s" % (app, check_color(color))
 
 
 def check_non_negative(params, names):
@@ -57,3 +69,17 @@ def check_non_negative(params, names):
         value = params.get(name)
         if value is not None and value < 0:
             raise BlueGreenError("%s must be zero or more, got %s" % (name, value))
+
+
+def first_error_line(text):
+    """The most telling line of a command's stderr, for a one-line message."""
+    lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
+    for line in lines:
+        if re.search(r"error|invalid|not found|no such|denied|refused|failed|emerg", line, re.IGNORECASE):
+            return line
+    return lines[-1] if lines else ""
+
+
+def seconds(value):
+    """A duration rounded for results and messages."""
+    return round(value, 2)

@@ -5,11 +5,13 @@
 
 # PRIVATE to the collection: this file may change without notice.
 #
-# The pure logic of the http_health module: input validation, the retry loop
-# (with an injectable clock, so it is unit-testable without a network), the
-# judgement of one HTTP answer (status, body regex, JSON fields), the naming of
-# network errors, and the messages a user reads when a check fails.
-# Nothing here imports requests: the module does the network part.
+# The HTTP health check every module of the collection uses (http_health, the
+# new web's check in compose_project_color, the check through the proxy in
+# proxy_switch): input validation, the retry loop (with an injectable clock,
+# so it is unit-testable without a network), the judgement of one HTTP answer
+# (status, body regex, JSON fields), the naming of network errors, the
+# messages a user reads when a check fails, and HealthChecker, the one part
+# that touches the network (through requests, imported under a guard).
 
 from __future__ import annotations
 
@@ -19,8 +21,20 @@ import re
 import socket
 import ssl
 import statistics
+import threading
 import time
+import traceback
 from urllib.parse import urlsplit
+
+REQUESTS_IMPORT_ERROR = None
+try:
+    import requests
+    import urllib3
+except ImportError:
+    HAS_REQUESTS = False
+    REQUESTS_IMPORT_ERROR = traceback.format_exc()
+else:
+    HAS_REQUESTS = True
 
 from ansible_collections.lowspec.bluegreen.plugins.module_utils._common import (
     BlueGreenError,
@@ -442,19 +456,24 @@ class PollResult:
         return None
 
 
-def poll(attempt, timeout, delay, successes, retries=None, deadline=None, clock=time.monotonic, sleep=time.sleep):
+def poll(attempt, timeout, delay, successes, retries=None, deadline=None, clock=time.monotonic, sleep=time.sleep,
+         watch=None):
     """Call attempt(seconds) -> Outcome until `successes` consecutive ones are ok.
 
     Stops when `retries` attempts are made, when the successes can no longer be
     reached in the attempts left, or when `deadline` seconds have passed. With a
     deadline, no attempt is given more time than remains, and no delay is slept
     that would end past it: the whole poll never outlasts the deadline by more
-    than the caller's enforcement of one attempt's time.
+    than the caller's enforcement of one attempt's time. `watch()`, called
+    before each attempt, may raise to end the poll at once (the container that
+    should answer has exited).
     """
     result = PollResult()
     start = clock()
     bound = None if deadline is None else start + deadline
     while True:
+        if watch is not None:
+            watch()
         budget = timeout
         if bound is not None:
             remaining = bound - clock()
@@ -516,3 +535,107 @@ def failure_message(settings, result):
         return head + "; the last attempt passed (HTTP %s), but only %d of %d required consecutive successes; " \
                       "last error: %s" % (last.status, result.consecutive, settings["successes"], result.last_error)
     return head + "; last attempt: " + last.error
+
+
+# ---------------------------------------------------------------------------
+# The network part
+# ---------------------------------------------------------------------------
+
+USER_AGENT = "lowspec.bluegreen"
+
+
+class HealthChecker:
+    """Makes the attempts of one check; the loop, the judgement and the messages are the functions above."""
+
+    def __init__(self, settings):
+        if not HAS_REQUESTS:
+            raise BlueGreenError("the Python package requests is needed for HTTP checks on the managed host: %s"
+                                 % (REQUESTS_IMPORT_ERROR or "").strip().splitlines()[-1:])
+        self.settings = settings
+        if settings["validate_certs"]:
+            self.verify = settings["ca_path"] or True
+        else:
+            self.verify = False
+            urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+        self.headers = {"User-Agent": USER_AGENT}
+        self.headers.update(settings["headers"])
+
+    def _fetch(self, budget, box):
+        """One request in a worker thread; puts the answer or the exception into box."""
+        session = requests.Session()
+        session.trust_env = False
+        try:
+            answer = session.request(
+                self.settings["method"], self.settings["url"], headers=self.headers,
+                timeout=(budget, budget), allow_redirects=self.settings["follow_redirects"],
+                verify=self.verify, stream=True,
+            )
+            try:
+                chunks, size, truncated = [], 0, False
+                for chunk in answer.iter_content(65536):
+                    if box.get("abandoned"):
+                        return
+                    chunks.append(chunk)
+                    size += len(chunk)
+                    if size >= MAX_BODY_BYTES:
+                        truncated = size > MAX_BODY_BYTES
+                        break
+                box["answer"] = (answer.status_code, answer.headers.get("Content-Type", ""),
+                                 answer.headers.get("Location"), b"".join(chunks)[:MAX_BODY_BYTES], truncated)
+            finally:
+                answer.close()
+        except Exception as exc:  # pylint: disable=broad-except
+            box["error"] = exc
+        finally:
+            session.close()
+
+    def attempt(self, budget):
+        """One attempt, never longer than `budget` seconds of wall-clock time."""
+        box = {}
+        started = time.monotonic()
+        worker = threading.Thread(target=self._fetch, args=(budget, box), name="health-attempt")
+        worker.daemon = True
+        worker.start()
+        worker.join(budget)
+        latency = time.monotonic() - started
+        if worker.is_alive():
+            box["abandoned"] = True
+            return timeout_outcome(budget)
+        if "error" in box:
+            kind, message = classify_error(box["error"], self.settings["host"], self.settings["port"], budget)
+            if kind == KIND_TLS and "verify failed" in message:
+                message += (" (validate_certs=true: set ca_path to the CA that signed the server's certificate,"
+                            " or validate_certs=false)")
+            return Outcome(False, kind, message)
+        status, content_type, location, body, truncated = box["answer"]
+        return judge_answer(self.settings, status, content_type, body, location, latency, truncated)
+
+    def check(self, watch=None, deadline=None):
+        """(healthy, facts, message): poll until healthy or the bound; `deadline` overrides the settings' one."""
+        settings = dict(self.settings)
+        if deadline is not None:
+            settings["deadline"] = deadline
+        result = poll(self.attempt, settings["timeout"], settings["delay"], settings["successes"],
+                      retries=settings["retries"], deadline=settings["deadline"], watch=watch)
+        last = result.last
+        answered = [outcome.latency for outcome in result.outcomes if outcome.status is not None]
+        facts = dict(
+            url=settings["url"],
+            status=last.status if last else None,
+            attempts=len(result.outcomes),
+            successes=result.consecutive,
+            elapsed=round(result.elapsed, 3),
+            latency_ms=latency_summary(answered),
+            json=last.data if last is not None and last.has_json else None,
+            last_error=result.last_error,
+        )
+        return result.healthy, facts, (None if result.healthy else failure_message(settings, result))
+
+
+def health_settings(url, json_match=None, successes=3, timeout=2.0, delay=0.25, deadline=120.0, headers=None,
+                    validate_certs=True, status_codes=None, ca_path=None):
+    """validate_params() for the checks the deploy modules run (GET, no redirects followed)."""
+    return validate_params(dict(
+        url=url, method="GET", status_codes=status_codes or [200], body_regex=None, json_match=json_match,
+        headers=headers or {}, timeout=timeout, retries=None, delay=delay, deadline=deadline, successes=successes,
+        follow_redirects=False, validate_certs=validate_certs, ca_path=ca_path))

@@ -5,7 +5,7 @@
 
 # PRIVATE to the collection: this file may change without notice.
 #
-# The per-app deploy lock (DESIGN rule 9): the lock record, its age and
+# The per-app deploy lock: the lock record, its age and
 # staleness, what taking or releasing a lock should do, and the messages the
 # user reads. Pure functions; the deploy_lock module does the file work.
 
@@ -22,8 +22,6 @@ from ansible_collections.lowspec.bluegreen.plugins.module_utils._common import (
 LOCK_SUFFIX = ".lock"
 FILE_MODE = 0o644
 DIR_MODE = 0o755
-DEFAULT_STALE_AFTER = 7200
-DEFAULT_HOLDER = "ansible"
 RECORD_KEYS = ("app", "holder", "token", "host", "acquired_at", "acquired_epoch", "info")
 
 # What taking a lock does.

@@ -5,14 +5,22 @@
 
 # PRIVATE to the collection: this file may change without notice.
 #
-# Host pressure, measured (DESIGN rule 8): parsers of /proc/pressure/*,
-# /proc/meminfo and `vcgencmd get_throttled`, and the judgement of one set of
-# readings against the thresholds. Pure functions, unit-tested against text
-# captured from real hosts; the host_pressure module does the reading.
+# Host pressure, measured before each stage of a deploy: parsers of
+# /proc/pressure/*, /proc/meminfo and `vcgencmd get_throttled`, and the
+# judgement of one set of readings against the thresholds (pure functions,
+# unit-tested against text captured from real hosts); and Gauge, which reads
+# the host and waits for it to settle (used by host_pressure and by
+# compose_project_color before it starts a stage).
 
 from __future__ import annotations
 
+import os
 import re
+import time
+
+PROC_CPU = "/proc/pressure/cpu"
+PROC_MEMORY = "/proc/pressure/memory"
+PROC_MEMINFO = "/proc/meminfo"
 
 # Bits of `vcgencmd get_throttled` (Raspberry Pi firmware).
 THROTTLE_BITS = (
@@ -186,3 +194,83 @@ def failure_message(exceeded, wait_timeout, stage=None, impossible=None):
     else:
         head = "host pressure is too high%s (checked once, wait_timeout=0)" % before
     return "%s: %s" % (head, "; ".join(exceeded))
+
+
+# ---------------------------------------------------------------------------
+# Reading the host
+# ---------------------------------------------------------------------------
+
+def read_text(path):
+    """A /proc file's text, or None when the host does not have it (or PSI is disabled: EOPNOTSUPP)."""
+    try:
+        with open(path, "r", encoding="utf-8") as handle:
+            return handle.read()
+    except OSError:
+        return None
+
+
+class Gauge:
+    """Reads one host: PSI, MemAvailable, free disk under `path` (None: not measured), the Pi's throttling."""
+
+    def __init__(self, module, path=None):
+        self.module = module
+        self.path = path
+        self.vcgencmd = module.get_bin_path("vcgencmd", opt_dirs=["/usr/bin", "/opt/vc/bin"])
+
+    def throttled(self):
+        if not self.vcgencmd:
+            return None, None
+        rc, out, _err = self.module.run_command([self.vcgencmd, "get_throttled"])
+        if rc != 0:
+            return None, None
+        raw, value = parse_throttled(out)
+        return raw, throttled_now(value)
+
+    def read(self):
+        raw, throttled = self.throttled()
+        readings = {
+            "cpu_some_avg10": some_avg10(read_text(PROC_CPU)),
+            "memory_some_avg10": some_avg10(read_text(PROC_MEMORY)),
+            "mem_available_mb": mem_available_mb(read_text(PROC_MEMINFO)),
+            "disk_free_mb": None,
+            "disk_path": self.path,
+            "throttled": throttled,
+            "throttled_raw": raw,
+        }
+        if self.path:
+            stat = os.statvfs(self.path)
+            readings["disk_free_mb"] = disk_free_mb(stat.f_bavail, stat.f_frsize)
+        return readings
+
+    def totals(self):
+        totals = {"mem_total_mb": mem_total_mb(read_text(PROC_MEMINFO)), "disk_total_mb": None}
+        if self.path:
+            stat = os.statvfs(self.path)
+            totals["disk_total_mb"] = disk_total_mb(stat.f_blocks, stat.f_frsize)
+        return totals
+
+    def wait(self, limits, wait_timeout, interval=1.0, fail_on_throttled=False, until=None,
+             clock=time.monotonic, sleep=time.sleep):
+        """Read until every reading is within `limits`, `wait_timeout` s pass, or the clock reaches `until`.
+
+        Returns {settled, waited, readings, exceeded, impossible}; `impossible`
+        lists limits no waiting can meet (more than the host has in all), and
+        then the wait ends at once.
+        """
+        started = clock()
+        deadline = started + wait_timeout
+        if until is not None:
+            deadline = min(deadline, until)
+        impossible = []
+        while True:
+            readings = self.read()
+            exceeded = evaluate(readings, limits, fail_on_throttled)
+            now = clock()
+            if not exceeded or now >= deadline:
+                break
+            impossible = unreachable(limits, self.totals(), self.path)
+            if impossible:
+                break
+            sleep(min(interval, max(deadline - now, 0)))
+        return {"settled": not exceeded, "waited": round(clock() - started, 1), "readings": readings,
+                "exceeded": exceeded, "impossible": impossible}

@@ -16,10 +16,12 @@ import datetime
 import json
 import os
 import tempfile
+import time
 
 from ansible_collections.lowspec.bluegreen.plugins.module_utils._common import (
     COLORS,
     BlueGreenError,
+    other_color,
     validate_app_name,
 )
 
@@ -88,48 +90,98 @@ def _sync_dir(directory):
 
 
 # ---------------------------------------------------------------------------
-# The quiesce journal: what a deploy stopped, froze or shrank, written down
-# before each change, so that a run that never reaches its rescue (Ctrl-C, a
-# lost controller or host) leaves behind what to put back.
+# The journal: a deploy's record of progress on the host, beside the state
+# file. Each container a deploy stops, freezes or shrinks is written down
+# before the change, so that a run that never reaches its rescue (Ctrl-C, a
+# lost controller or host) leaves behind what to put back; and a wait that
+# spans several module calls (each bounded, so that Ansible shows progress)
+# keeps its start here, so that its deadline holds across the calls. The
+# deploy removes it once it has recorded its new color.
 # ---------------------------------------------------------------------------
 
-def read_journal(path):
-    """The journal's entries ({project, id, service, action, queues[, pool]}); none when there is no file."""
-    try:
-        with open(path, "r", encoding="utf-8") as handle:
-            data = json.load(handle)
-    except FileNotFoundError:
-        return []
-    except ValueError as exc:
-        raise BlueGreenError("journal %s is not valid JSON (%s); fix or remove it" % (path, exc)) from exc
-    entries = data.get("entries") if isinstance(data, dict) else None
-    if not isinstance(entries, list) or not all(
-            isinstance(e, dict) and isinstance(e.get("id"), str) and isinstance(e.get("project"), str) for e in entries):
-        raise BlueGreenError("journal %s is not a list of entries with 'project' and 'id'; fix or remove it" % path)
-    return entries
+class Journal:
+    """entries: [{project, id, service, action, queues[, pool]}]; waits: {name: [start, last call], epoch s}."""
 
+    # A wait whose last call is older than this is over (a deploy that failed or was interrupted): a new
+    # call of the same wait starts afresh.
+    STALE_WAIT = 120
 
-def journal_add(entries, project, new_entries):
-    """Entries with new_entries of project added; a container written down again keeps its latest entry."""
-    added = [dict(entry, project=project) for entry in new_entries]
-    ids = {entry["id"] for entry in added}
-    return [entry for entry in entries if entry["id"] not in ids] + added
+    def __init__(self, path):
+        self.path = path
+        self.entries = []
+        self.waits = {}
+        if path:
+            self._load()
 
+    def _load(self):
+        try:
+            with open(self.path, "r", encoding="utf-8") as handle:
+                data = json.load(handle)
+        except FileNotFoundError:
+            return
+        except ValueError as exc:
+            raise BlueGreenError("journal %s is not valid JSON (%s); fix or remove it" % (self.path, exc)) from exc
+        entries = data.get("entries") if isinstance(data, dict) else None
+        if not isinstance(entries, list) or not all(
+                isinstance(e, dict) and isinstance(e.get("id"), str) and isinstance(e.get("project"), str)
+                for e in entries):
+            raise BlueGreenError("journal %s is not a list of entries with 'project' and 'id'; fix or remove it"
+                                 % self.path)
+        self.entries = entries
+        for name, times in (data.get("waits") or {}).items():
+            if isinstance(times, list) and len(times) == 2 and all(isinstance(t, (int, float)) for t in times):
+                self.waits[str(name)] = [float(times[0]), float(times[1])]
 
-def journal_without(entries, project):
-    return [entry for entry in entries if entry["project"] != project]
+    def save(self):
+        """Write atomically; nothing to keep, no file."""
+        if not self.path:
+            return
+        if self.entries or self.waits:
+            _write_json(self.path, {"entries": self.entries, "waits": self.waits})
+            return
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            return
+        _sync_dir(os.path.dirname(self.path) or ".")
 
+    def of(self, project):
+        return [entry for entry in self.entries if entry["project"] == project]
 
-def write_journal(path, entries):
-    """Write the entries atomically; no entries, no file."""
-    if entries:
-        return _write_json(path, {"entries": entries})
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        return path
-    _sync_dir(os.path.dirname(path) or ".")
-    return path
+    def add(self, project, new_entries):
+        """Write entries down now; a container written down again keeps its latest entry."""
+        added = [dict(entry, project=project) for entry in new_entries]
+        ids = {entry["id"] for entry in added}
+        self.entries = [entry for entry in self.entries if entry["id"] not in ids] + added
+        self.save()
+
+    def forget(self, project):
+        """Everything of the project is back (or meant to stay stopped): its entries are done with."""
+        if self.of(project):
+            self.entries = [entry for entry in self.entries if entry["project"] != project]
+            self.save()
+
+    def wait_started(self, name, now):
+        """When the wait `name` began: now, unless a call of the same wait wrote it down just before."""
+        times = self.waits.get(name)
+        if times and now - times[1] < self.STALE_WAIT:
+            return times[0]
+        return now
+
+    def wait_goes_on(self, name, started, now=None):
+        """A call ends before its wait does: keep the wait's start for the next call."""
+        if self.path:
+            self.waits[name] = [started, time.time() if now is None else now]
+            self.save()
+
+    def wait_done(self, name):
+        if self.waits.pop(name, None) is not None:
+            self.save()
+
+    def clear(self):
+        if self.entries or self.waits:
+            self.entries, self.waits = [], {}
+            self.save()
 
 
 # ---------------------------------------------------------------------------
@@ -137,8 +189,6 @@ def write_journal(path, entries):
 # ---------------------------------------------------------------------------
 
 DEFAULT_HISTORY_SIZE = 10
-# History keys the module sets itself; a caller's `record` cannot override them.
-CORE_HISTORY_KEYS = ("release", "color", "previous_color", "previous_release", "at")
 
 
 def resolve_colors(recorded, web):
@@ -165,7 +215,7 @@ def resolve_colors(recorded, web):
     if recorded is not None and recorded not in COLORS:
         raise BlueGreenError("unknown recorded color %r" % (recorded,))
     if recorded:
-        other = _other(recorded)
+        other = other_color(recorded)
         if recorded in running:
             active = recorded
         elif other in running:
@@ -191,12 +241,8 @@ def resolve_colors(recorded, web):
             "because its web is the older one (record the right color with state=active)" % active)
     else:
         active = None
-    idle = _other(active) if active else COLORS[0]
+    idle = other_color(active) if active else COLORS[0]
     return active, idle, warnings
-
-
-def _other(color):
-    return COLORS[1] if color == COLORS[0] else COLORS[0]
 
 
 def last_release_of(state, color):

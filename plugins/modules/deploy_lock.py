@@ -28,6 +28,7 @@ description:
   - A lock file that cannot be parsed (empty, not JSON) still counts as held; its age is the file's
     modification time, so it becomes stale and can be broken like any other.
 extends_documentation_fragment:
+  - lowspec.bluegreen._common
   - lowspec.bluegreen._attributes
 attributes:
   check_mode:
@@ -224,10 +225,7 @@ path:
 import os
 import socket
 import time
-import traceback
 import uuid
-
-from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.lowspec.bluegreen.plugins.module_utils._common import (
     BlueGreenError,
@@ -251,6 +249,10 @@ from ansible_collections.lowspec.bluegreen.plugins.module_utils._lock import (
     same_record,
     serialize,
 )
+from ansible_collections.lowspec.bluegreen.plugins.module_utils._module import (
+    Manager,
+    run_module,
+)
 
 # How long an empty, just-created lock file is given to get its content.
 EMPTY_GRACE = 2.0
@@ -265,11 +267,11 @@ class LockRefused(BlueGreenError):
         self.record = record
 
 
-class DeployLockManager:
+class DeployLockManager(Manager):
     """Reads, creates, breaks and removes one app's lock file."""
 
     def __init__(self, module):
-        self.module = module
+        super().__init__(module)
         params = module.params
         self.app = validate_app_name(params["app"])
         check_non_negative(params, ["stale_after"])
@@ -282,8 +284,7 @@ class DeployLockManager:
         self.stale_after = params["stale_after"]
         self.break_stale = params["break_stale"]
         self.info = params["info"] or {}
-        self.check_mode = module.check_mode
-        self.result = dict(changed=False, lock=None, broken=None, path=self.path)
+        self.result.update(lock=None, broken=None, path=self.path)
 
     # -- files --------------------------------------------------------------
 
@@ -411,45 +412,37 @@ class DeployLockManager:
             self.set_diff(None, None)
 
     def set_diff(self, before, after):
-        if self.module._diff:
+        if self.diff_mode:
             self.result["diff"] = dict(before=before or {}, after=after or {},
                                        before_header=self.path, after_header=self.path)
 
     def run(self):
-        if self.state == "present":
-            self.take()
-        else:
-            self.release()
+        try:
+            if self.state == "present":
+                self.take()
+            else:
+                self.release()
+        except LockRefused as exc:
+            self.result["lock"] = exc.record
+            raise
         return self.result
 
 
+ARGUMENT_SPEC = dict(
+    app=dict(type="str", required=True),
+    state=dict(type="str", choices=["present", "absent"], required=True),
+    state_dir=dict(type="path", default="/var/lib/lowspec-bluegreen"),
+    holder=dict(type="str", default="ansible"),
+    token=dict(type="str", no_log=False),
+    force=dict(type="bool", default=False),
+    stale_after=dict(type="int", default=7200),
+    break_stale=dict(type="bool", default=False),
+    info=dict(type="dict"),
+)
+
+
 def main():
-    argument_spec = dict(
-        app=dict(type="str", required=True),
-        state=dict(type="str", choices=["present", "absent"], required=True),
-        state_dir=dict(type="path", default="/var/lib/lowspec-bluegreen"),
-        holder=dict(type="str", default="ansible"),
-        token=dict(type="str", no_log=False),
-        force=dict(type="bool", default=False),
-        stale_after=dict(type="int", default=7200),
-        break_stale=dict(type="bool", default=False),
-        info=dict(type="dict"),
-    )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    manager = None
-    try:
-        manager = DeployLockManager(module)
-        result = manager.run()
-    except LockRefused as exc:
-        result = manager.result if manager else {}
-        result.update(lock=exc.record)
-        module.fail_json(msg=str(exc), **result)
-    except BlueGreenError as exc:
-        result = manager.result if manager else {}
-        module.fail_json(msg=str(exc), **result)
-    except Exception as exc:  # pylint: disable=broad-except
-        module.fail_json(msg="deploy_lock failed unexpectedly: %s" % exc, exception=traceback.format_exc())
-    module.exit_json(**result)
+    run_module(DeployLockManager, ARGUMENT_SPEC)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ description:
     maximum) turns that check off.
   - The module never changes anything.
 extends_documentation_fragment:
+  - lowspec.bluegreen._common
   - lowspec.bluegreen._attributes
   - lowspec.bluegreen._attributes.INFO_MODULE
 options:
@@ -79,12 +80,13 @@ options:
     type: path
   docker_host:
     description:
-      - The Docker daemon asked for its root directory when O(path) is not set, as the C(DOCKER_HOST) environment
-        variable of the C(docker) CLI (for example V(unix:///run/docker.sock)). It must run on the managed host.
-      - When not set, the CLI's own default (or C(DOCKER_HOST) of the task's environment) is used.
+      - The Docker daemon asked for its root directory when O(path) is not set (for example
+        V(unix:///run/docker.sock)), reached through the Docker SDK. It must run on the managed host.
+      - When empty, C(DOCKER_HOST) of the task's environment, else the default socket.
     type: str
+    default: ""
 requirements:
-  - Linux (C(/proc)). The C(docker) CLI only when O(path) is not set.
+  - Linux (C(/proc)). The Python package C(docker) only when O(path) is not set.
 notes:
   - The result keys are returned on failure too, so a rescue block can show them.
   - Thresholds and timeouts must be zero or more; a negative one fails before anything is read.
@@ -191,73 +193,44 @@ exceeded:
 """
 
 import os
-import time
-import traceback
-
-from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.lowspec.bluegreen.plugins.module_utils._common import (
     BlueGreenError,
     check_non_negative,
 )
-from ansible_collections.lowspec.bluegreen.plugins.module_utils._compose import (
-    DockerCLI,
+from ansible_collections.lowspec.bluegreen.plugins.module_utils._docker import (
+    Engine,
+)
+from ansible_collections.lowspec.bluegreen.plugins.module_utils._module import (
+    Manager,
+    run_module,
 )
 from ansible_collections.lowspec.bluegreen.plugins.module_utils._pressure import (
     THRESHOLD_OPTIONS,
-    disk_free_mb,
-    disk_total_mb,
-    evaluate,
+    Gauge,
     failure_message,
-    mem_available_mb,
-    mem_total_mb,
-    parse_throttled,
-    some_avg10,
-    throttled_now,
-    unreachable,
 )
 
-PROC_CPU = "/proc/pressure/cpu"
-PROC_MEMORY = "/proc/pressure/memory"
-PROC_MEMINFO = "/proc/meminfo"
 
-
-def read_text(path):
-    """A /proc file's text, or None when the host does not have it (or PSI is disabled: EOPNOTSUPP)."""
-    try:
-        with open(path, "r", encoding="utf-8") as handle:
-            return handle.read()
-    except OSError:
-        return None
-
-
-class HostPressure:
+class HostPressureManager(Manager):
     """Reads the host until it settles or the deadline passes."""
 
     def __init__(self, module):
-        self.module = module
-        params = module.params
+        super().__init__(module)
+        params = self.params
+        self.result.update(settled=False, waited=0.0, readings=None, exceeded=[])
         check_non_negative(params, list(THRESHOLD_OPTIONS) + ["wait_timeout", "interval"])
         if params["interval"] <= 0:
             raise BlueGreenError("interval must be greater than 0, got %s" % params["interval"])
         self.limits = dict((name, params[name]) for name in THRESHOLD_OPTIONS)
-        self.fail_on_throttled = params["fail_on_throttled"]
-        self.wait_timeout = params["wait_timeout"]
-        self.interval = params["interval"]
-        self.stage = params["stage"]
-        self.path = params["path"] or self.docker_root_dir(params["docker_host"])
-        if not os.path.exists(self.path):
-            raise BlueGreenError("cannot measure free disk space under %s: no such path on this host" % self.path)
-        self.vcgencmd = module.get_bin_path("vcgencmd", opt_dirs=["/usr/bin", "/opt/vc/bin"])
-        self.impossible = []
-        self.result = dict(changed=False, settled=False, waited=0.0, readings=None, exceeded=[])
+        path = params["path"] or self.docker_root_dir()
+        if not os.path.exists(path):
+            raise BlueGreenError("cannot measure free disk space under %s: no such path on this host" % path)
+        self.gauge = Gauge(module, path)
 
-    def docker_root_dir(self, docker_host):
-        if not self.module.get_bin_path("docker"):
-            raise BlueGreenError("path is not set and the docker CLI is not on PATH to ask for the Docker root "
-                                 "directory; set path to the directory whose free space matters")
+    def docker_root_dir(self):
         try:
-            root = DockerCLI(self.module, docker_host).info().get("DockerRootDir")
+            root = Engine(self.module, self.params["docker_host"]).info().get("DockerRootDir")
         except BlueGreenError as exc:
             raise BlueGreenError(
                 "path is not set and the Docker root directory cannot be found (%s); set path to the "
@@ -270,81 +243,32 @@ class HostPressure:
                 "set path, or docker_host to the daemon of this host" % root)
         return root
 
-    def throttled(self):
-        if not self.vcgencmd:
-            return None, None
-        rc, out, _err = self.module.run_command([self.vcgencmd, "get_throttled"])
-        if rc != 0:
-            return None, None
-        raw, value = parse_throttled(out)
-        return raw, throttled_now(value)
-
-    def read(self):
-        stat = os.statvfs(self.path)
-        raw, throttled = self.throttled()
-        return {
-            "cpu_some_avg10": some_avg10(read_text(PROC_CPU)),
-            "memory_some_avg10": some_avg10(read_text(PROC_MEMORY)),
-            "mem_available_mb": mem_available_mb(read_text(PROC_MEMINFO)),
-            "disk_free_mb": disk_free_mb(stat.f_bavail, stat.f_frsize),
-            "disk_path": self.path,
-            "throttled": throttled,
-            "throttled_raw": raw,
-        }
-
-    def totals(self):
-        stat = os.statvfs(self.path)
-        return {"mem_total_mb": mem_total_mb(read_text(PROC_MEMINFO)),
-                "disk_total_mb": disk_total_mb(stat.f_blocks, stat.f_frsize)}
-
     def run(self):
-        started = time.monotonic()
-        deadline = started + self.wait_timeout
-        while True:
-            readings = self.read()
-            exceeded = evaluate(readings, self.limits, self.fail_on_throttled)
-            now = time.monotonic()
-            if not exceeded or now >= deadline:
-                break
-            self.impossible = unreachable(self.limits, self.totals(), self.path)
-            if self.impossible:
-                break
-            time.sleep(min(self.interval, deadline - now))
-        self.result.update(settled=not exceeded, waited=round(now - started, 1), readings=readings,
-                           exceeded=exceeded)
+        params = self.params
+        outcome = self.gauge.wait(self.limits, params["wait_timeout"], params["interval"], params["fail_on_throttled"])
+        impossible = outcome.pop("impossible")
+        self.result.update(outcome)
+        if not outcome["settled"]:
+            raise BlueGreenError(failure_message(outcome["exceeded"], params["wait_timeout"], params["stage"],
+                                                 impossible))
         return self.result
 
 
+ARGUMENT_SPEC = dict(
+    stage=dict(type="str"),
+    cpu_some_avg10_max=dict(type="float", default=80),
+    memory_some_avg10_max=dict(type="float", default=20),
+    mem_available_min_mb=dict(type="int", default=128),
+    disk_free_min_mb=dict(type="int", default=1024),
+    fail_on_throttled=dict(type="bool", default=False),
+    wait_timeout=dict(type="float", default=120),
+    interval=dict(type="float", default=2),
+    path=dict(type="path"),
+)
+
+
 def main():
-    argument_spec = dict(
-        stage=dict(type="str"),
-        cpu_some_avg10_max=dict(type="float", default=80),
-        memory_some_avg10_max=dict(type="float", default=20),
-        mem_available_min_mb=dict(type="int", default=128),
-        disk_free_min_mb=dict(type="int", default=1024),
-        fail_on_throttled=dict(type="bool", default=False),
-        wait_timeout=dict(type="float", default=120),
-        interval=dict(type="float", default=2),
-        path=dict(type="path"),
-        docker_host=dict(type="str"),
-    )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    checker = None
-    try:
-        checker = HostPressure(module)
-        result = checker.run()
-    except BlueGreenError as exc:
-        if checker is None:
-            result = dict(changed=False, settled=False, waited=0.0, readings=None, exceeded=[])
-        else:
-            result = checker.result
-        module.fail_json(msg=str(exc), **result)
-    except Exception as exc:  # pylint: disable=broad-except
-        module.fail_json(msg="host_pressure failed unexpectedly: %s" % exc, exception=traceback.format_exc())
-    if not result["settled"]:
-        module.fail_json(msg=failure_message(result["exceeded"], checker.wait_timeout, checker.stage,
-                                             checker.impossible), **result)
-    module.exit_json(**result)
+    run_module(HostPressureManager, ARGUMENT_SPEC)
 
 
 if __name__ == "__main__":

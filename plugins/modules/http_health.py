@@ -28,6 +28,7 @@ description:
     are ignored, so the result depends only on the task's options.
   - At most 1 MiB of each body is read.
 extends_documentation_fragment:
+  - lowspec.bluegreen._common
   - lowspec.bluegreen._attributes
 attributes:
   check_mode:
@@ -248,159 +249,61 @@ last_error:
   sample: "connection refused by 127.0.0.1:8081 (nothing is listening there)"
 """
 
-import threading
-import time
-import traceback
-
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import missing_required_lib
 
 from ansible_collections.lowspec.bluegreen.plugins.module_utils._common import (
     BlueGreenError,
 )
 from ansible_collections.lowspec.bluegreen.plugins.module_utils._http import (
-    KIND_TLS,
-    MAX_BODY_BYTES,
-    classify_error,
-    failure_message,
-    judge_answer,
-    latency_summary,
-    poll,
-    timeout_outcome,
+    HAS_REQUESTS,
+    REQUESTS_IMPORT_ERROR,
+    HealthChecker,
     validate_params,
-    Outcome,
+)
+from ansible_collections.lowspec.bluegreen.plugins.module_utils._module import (
+    Manager,
+    run_module,
 )
 
-REQUESTS_IMPORT_ERROR = None
-try:
-    import requests
-    import urllib3
-except ImportError:
-    HAS_REQUESTS = False
-    REQUESTS_IMPORT_ERROR = traceback.format_exc()
-else:
-    HAS_REQUESTS = True
 
-USER_AGENT = "lowspec.bluegreen.http_health"
+class HttpHealthManager(Manager):
+    """Checks the params, polls, and fails with the message of _http.failure_message when unhealthy."""
 
-
-class HttpHealthChecker:
-    """Makes the attempts; the loop, the judgement and the messages live in module_utils._http."""
-
-    def __init__(self, settings):
-        self.settings = settings
-        if settings["validate_certs"]:
-            self.verify = settings["ca_path"] or True
-        else:
-            self.verify = False
-            urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
-        self.headers = {"User-Agent": USER_AGENT}
-        self.headers.update(settings["headers"])
-
-    def _fetch(self, budget, box):
-        """One request in a worker thread; puts the answer or the exception into box."""
-        session = requests.Session()
-        session.trust_env = False
-        try:
-            answer = session.request(
-                self.settings["method"], self.settings["url"], headers=self.headers,
-                timeout=(budget, budget), allow_redirects=self.settings["follow_redirects"],
-                verify=self.verify, stream=True,
-            )
-            try:
-                chunks, size, truncated = [], 0, False
-                for chunk in answer.iter_content(65536):
-                    if box.get("abandoned"):
-                        return
-                    chunks.append(chunk)
-                    size += len(chunk)
-                    if size >= MAX_BODY_BYTES:
-                        truncated = size > MAX_BODY_BYTES
-                        break
-                box["answer"] = (answer.status_code, answer.headers.get("Content-Type", ""),
-                                 answer.headers.get("Location"), b"".join(chunks)[:MAX_BODY_BYTES], truncated)
-            finally:
-                answer.close()
-        except Exception as exc:  # pylint: disable=broad-except
-            box["error"] = exc
-        finally:
-            session.close()
-
-    def attempt(self, budget):
-        """One attempt, never longer than `budget` seconds of wall-clock time."""
-        box = {}
-        started = time.monotonic()
-        worker = threading.Thread(target=self._fetch, args=(budget, box), name="http_health-attempt")
-        worker.daemon = True
-        worker.start()
-        worker.join(budget)
-        latency = time.monotonic() - started
-        if worker.is_alive():
-            box["abandoned"] = True
-            return timeout_outcome(budget)
-        if "error" in box:
-            kind, message = classify_error(box["error"], self.settings["host"], self.settings["port"], budget)
-            if kind == KIND_TLS and "verify failed" in message:
-                message += (" (validate_certs=true: set ca_path to the CA that signed the server's certificate,"
-                            " or validate_certs=false)")
-            return Outcome(False, kind, message)
-        status, content_type, location, body, truncated = box["answer"]
-        return judge_answer(self.settings, status, content_type, body, location, latency, truncated)
+    def __init__(self, module):
+        super().__init__(module)
+        if not HAS_REQUESTS:
+            module.fail_json(msg=missing_required_lib("requests"), exception=REQUESTS_IMPORT_ERROR)
+        self.result.update(url=self.params["url"], attempts=0)
+        self.settings = validate_params(self.params)
 
     def run(self):
-        settings = self.settings
-        result = poll(self.attempt, settings["timeout"], settings["delay"], settings["successes"],
-                      retries=settings["retries"], deadline=settings["deadline"])
-        last = result.last
-        answered = [outcome.latency for outcome in result.outcomes if outcome.status is not None]
-        facts = dict(
-            changed=False,
-            url=settings["url"],
-            status=last.status if last else None,
-            attempts=len(result.outcomes),
-            successes=result.consecutive,
-            elapsed=round(result.elapsed, 3),
-            latency_ms=latency_summary(answered),
-            json=last.data if last is not None and last.has_json else None,
-            last_error=result.last_error,
-        )
-        return result.healthy, facts, (None if result.healthy else failure_message(settings, result))
+        healthy, facts, message = HealthChecker(self.settings).check()
+        self.result.update(facts)
+        if not healthy:
+            raise BlueGreenError(message)
+        return self.result
+
+
+ARGUMENT_SPEC = dict(
+    url=dict(type="str", required=True),
+    method=dict(type="str", choices=["GET", "HEAD"], default="GET"),
+    status_codes=dict(type="list", elements="int", default=[200]),
+    body_regex=dict(type="str"),
+    json_match=dict(type="dict"),
+    headers=dict(type="dict", no_log=True),
+    timeout=dict(type="float", default=2),
+    retries=dict(type="int"),
+    delay=dict(type="float", default=1),
+    deadline=dict(type="float"),
+    successes=dict(type="int", default=1),
+    follow_redirects=dict(type="bool", default=False),
+    validate_certs=dict(type="bool", default=True),
+    ca_path=dict(type="path"),
+)
 
 
 def main():
-    argument_spec = dict(
-        url=dict(type="str", required=True),
-        method=dict(type="str", choices=["GET", "HEAD"], default="GET"),
-        status_codes=dict(type="list", elements="int", default=[200]),
-        body_regex=dict(type="str"),
-        json_match=dict(type="dict"),
-        headers=dict(type="dict", no_log=True),
-        timeout=dict(type="float", default=2),
-        retries=dict(type="int"),
-        delay=dict(type="float", default=1),
-        deadline=dict(type="float"),
-        successes=dict(type="int", default=1),
-        follow_redirects=dict(type="bool", default=False),
-        validate_certs=dict(type="bool", default=True),
-        ca_path=dict(type="path"),
-    )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-
-    if not HAS_REQUESTS:
-        module.fail_json(msg=missing_required_lib("requests"), exception=REQUESTS_IMPORT_ERROR)
-
-    try:
-        settings = validate_params(module.params)
-    except BlueGreenError as exc:
-        module.fail_json(msg=str(exc), url=module.params["url"], attempts=0)
-
-    try:
-        healthy, facts, message = HttpHealthChecker(settings).run()
-    except Exception as exc:  # pylint: disable=broad-except
-        module.fail_json(msg="http_health failed unexpectedly: %s" % exc, exception=traceback.format_exc())
-
-    if not healthy:
-        module.fail_json(msg=message, **facts)
-    module.exit_json(**facts)
+    run_module(HttpHealthManager, ARGUMENT_SPEC)
 
 
 if __name__ == "__main__":

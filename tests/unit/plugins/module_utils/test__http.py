@@ -401,3 +401,98 @@ def test_failure_messages():
         "http://127.0.0.1:8081/health/ is not healthy after 2 attempts in 1.2s (deadline of 2.1s reached); "
         "the last attempt passed (HTTP 200), but only 1 of 2 required consecutive successes; "
         "last error: HTTP 503, expected 200")
+
+
+def test_poll_watch_ends_it_at_once():
+    fake = FakeClock()
+    looked = []
+
+    def watch():
+        looked.append(fake.now)
+        if len(looked) == 3:
+            raise BlueGreenError("demo-green-web-1 exited (exit code 3)")
+
+    with pytest.raises(BlueGreenError, match="exited"):
+        _http.poll(fake.attempts([BAD]), 2, 1, 3, deadline=60, clock=fake.clock, sleep=fake.sleep, watch=watch)
+    assert len(fake.budgets) == 2, "watched before each attempt: the third is never made"
+
+
+# ---------------------------------------------------------------------------
+# The checks the deploy modules run, and HealthChecker (one attempt is a thread with a wall-clock bound)
+# ---------------------------------------------------------------------------
+
+def test_health_settings_are_a_get_that_follows_no_redirect():
+    settings = _http.health_settings("http://127.0.0.1:8002/health/", json_match={"color": "green"}, successes=3,
+                                     deadline=120, headers={"Host": "shop.example"})
+    assert settings["method"] == "GET" and settings["follow_redirects"] is False and settings["retries"] is None
+    assert settings["deadline"] == 120.0 and settings["successes"] == 3 and settings["status_codes"] == [200]
+    assert settings["json_match"] == [("color", ["color"], "green")] and settings["headers"] == {"Host": "shop.example"}
+    with pytest.raises(BlueGreenError, match="has no scheme"):
+        _http.health_settings("127.0.0.1:8002/health/")
+
+
+needs_requests = pytest.mark.skipif(not _http.HAS_REQUESTS, reason="the checker needs requests")
+
+
+@needs_requests
+def test_an_attempt_is_bounded_by_wall_clock_time():
+    """A fetch that hangs (as a DNS lookup or a dripping body can) is abandoned at the budget."""
+    import time
+
+    checker = _http.HealthChecker(_http.health_settings("http://127.0.0.1:8081/health/"))
+    checker._fetch = lambda budget, box: time.sleep(5)
+    started = time.monotonic()
+    outcome = checker.attempt(0.2)
+    took = time.monotonic() - started
+    assert outcome.kind == _http.KIND_TIMEOUT and outcome.error == "no complete answer within 0.2s (timeout)"
+    assert 0.2 <= took < 0.5
+
+
+@needs_requests
+def test_a_tls_verify_failure_gets_a_hint():
+    checker = _http.HealthChecker(_http.health_settings("https://127.0.0.1:8443/"))
+
+    def fetch(budget, box):
+        error = ssl.SSLCertVerificationError(1, "certificate verify failed")
+        error.verify_message = "self-signed certificate"
+        box["error"] = error
+
+    checker._fetch = fetch
+    outcome = checker.attempt(1)
+    assert outcome.kind == _http.KIND_TLS
+    assert outcome.error == ("TLS error: certificate verify failed: self-signed certificate (validate_certs=true: "
+                             "set ca_path to the CA that signed the server's certificate, or validate_certs=false)")
+
+
+@needs_requests
+def test_an_answer_is_judged_against_the_settings():
+    checker = _http.HealthChecker(_http.health_settings("http://127.0.0.1:8081/", json_match={"color": "green"}))
+    checker._fetch = lambda budget, box: box.update(answer=(200, "application/json", None, b'{"color": "blue"}',
+                                                            False))
+    outcome = checker.attempt(1)
+    assert not outcome.ok and outcome.kind == _http.KIND_JSON and 'expected "green"' in outcome.error
+
+
+@needs_requests
+def test_check_reports_the_facts_and_takes_a_shorter_deadline():
+    checker = _http.HealthChecker(_http.health_settings("http://127.0.0.1:8081/", successes=2, delay=0,
+                                                        deadline=120))
+    answers = iter([_http.Outcome(False, _http.KIND_REFUSED, "connection refused by 127.0.0.1:8081"),
+                    _http.Outcome(True, status=200, latency=0.002, data={"color": "green"}, has_json=True),
+                    _http.Outcome(True, status=200, latency=0.004, data={"color": "green"}, has_json=True)])
+    budgets = []
+    checker.attempt = lambda budget: budgets.append(budget) or next(answers)
+    healthy, facts, message = checker.check(deadline=0.5)
+    assert healthy and message is None and budgets[0] <= 0.5, "no attempt outlasts the deadline asked for"
+    assert facts["attempts"] == 3 and facts["successes"] == 2 and facts["status"] == 200
+    assert facts["json"] == {"color": "green"} and facts["latency_ms"] == {"min": 2.0, "median": 3.0, "max": 4.0}
+    assert facts["last_error"] == "connection refused by 127.0.0.1:8081" and facts["url"] == "http://127.0.0.1:8081/"
+
+
+@needs_requests
+def test_a_failed_check_says_why():
+    checker = _http.HealthChecker(_http.health_settings("http://127.0.0.1:8081/", deadline=1, delay=0))
+    checker.attempt = lambda budget: _http.Outcome(False, _http.KIND_STATUS, "HTTP 502, expected 200", status=502)
+    healthy, facts, message = checker.check(deadline=0.05)
+    assert not healthy and facts["status"] == 502 and facts["json"] is None
+    assert message.startswith("http://127.0.0.1:8081/ is not healthy after ") and "HTTP 502, expected 200" in message

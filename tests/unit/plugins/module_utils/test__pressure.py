@@ -167,3 +167,136 @@ def test_failure_messages():
         "host pressure is too high before batch 2 (checked once, wait_timeout=0): disk free 312 MB")
     message = _pressure.failure_message(exceeded[:1], 120, "start web", ["disk_free_min_mb=... (9 MB)"])
     assert message.startswith("host pressure can never settle before start web, so it was not waited for: disk free")
+
+
+# -- reading the host ------------------------------------------------------------------------
+
+def test_read_text_of_a_missing_or_disabled_file_is_none(tmp_path, monkeypatch):
+    assert _pressure.read_text(str(tmp_path / "nope")) is None
+    (tmp_path / "cpu").write_text("some avg10=1.00 avg60=0 avg300=0 total=1\n")
+    assert _pressure.read_text(str(tmp_path / "cpu")).startswith("some avg10=1.00")
+
+    def eopnotsupp(*args, **kwargs):
+        raise OSError(95, "Operation not supported")  # PSI compiled in but off (psi=0)
+
+    monkeypatch.setattr("builtins.open", eopnotsupp)
+    assert _pressure.read_text("/proc/pressure/cpu") is None
+
+
+class Host:
+    """AnsibleModule's get_bin_path/run_command for vcgencmd (a Raspberry Pi), or none."""
+
+    def __init__(self, vcgencmd=None):
+        self.vcgencmd = vcgencmd
+        self.calls = []
+
+    def get_bin_path(self, name, required=False, opt_dirs=None):
+        assert name == "vcgencmd" and "/opt/vc/bin" in opt_dirs
+        return "/usr/bin/vcgencmd" if self.vcgencmd is not None else None
+
+    def run_command(self, argv, **kwargs):
+        self.calls.append(argv)
+        return self.vcgencmd
+
+
+def proc_files(monkeypatch, texts):
+    files = {_pressure.PROC_CPU: texts.get("cpu"), _pressure.PROC_MEMORY: texts.get("memory"),
+             _pressure.PROC_MEMINFO: texts.get("meminfo")}
+    monkeypatch.setattr(_pressure, "read_text", lambda path: files[path])
+
+
+def test_gauge_reads_the_captured_proc_files_and_the_disk(monkeypatch, tmp_path):
+    proc_files(monkeypatch, {"cpu": fixture("proc-pressure-cpu.txt"), "memory": fixture("proc-pressure-memory.txt"),
+                             "meminfo": fixture("proc-meminfo.txt")})
+    readings = _pressure.Gauge(Host((0, "throttled=0x50005\n", "")), str(tmp_path)).read()
+    assert readings["cpu_some_avg10"] == 11.02 and readings["memory_some_avg10"] == 0.0
+    assert readings["mem_available_mb"] == _pressure.mem_available_mb(fixture("proc-meminfo.txt"))
+    assert isinstance(readings["disk_free_mb"], int) and readings["disk_path"] == str(tmp_path)
+    assert readings["throttled"] is True and readings["throttled_raw"] == "0x50005"
+
+
+def test_gauge_without_psi_vcgencmd_or_a_path_measures_what_it_can(monkeypatch):
+    proc_files(monkeypatch, {"meminfo": fixture("proc-meminfo.txt")})
+    host = Host()
+    readings = _pressure.Gauge(host).read()
+    assert readings["cpu_some_avg10"] is None and readings["memory_some_avg10"] is None
+    assert readings["disk_free_mb"] is None and readings["throttled"] is None and host.calls == []
+    failing = Host((1, "", "VCHI initialization failed"))
+    assert _pressure.Gauge(failing).read()["throttled"] is None
+
+
+class Clock:
+    def __init__(self):
+        self.now = 500.0
+        self.sleeps = []
+
+    def __call__(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+class ScriptedGauge(_pressure.Gauge):
+    """A Gauge whose readings come from a script (the last one repeats)."""
+
+    def __init__(self, script, totals=None):
+        super().__init__(Host())
+        self.script = list(script)
+        self.reads = 0
+        self.total = totals or {"mem_total_mb": 8000, "disk_total_mb": None}
+
+    def read(self):
+        self.reads += 1
+        return readings(**(self.script.pop(0) if len(self.script) > 1 else self.script[0]))
+
+    def totals(self):
+        return self.total
+
+
+def test_wait_reads_until_the_host_has_settled():
+    clock = Clock()
+    gauge = ScriptedGauge([{"cpu_some_avg10": 95.0}, {"cpu_some_avg10": 85.0}, {"cpu_some_avg10": 20.0}])
+    outcome = gauge.wait(LIMITS, 60, interval=2, clock=clock, sleep=clock.sleep)
+    assert outcome["settled"] is True and outcome["exceeded"] == [] and outcome["impossible"] == []
+    assert gauge.reads == 3 and clock.sleeps == [2, 2] and outcome["waited"] == 4.0
+    assert outcome["readings"]["cpu_some_avg10"] == 20.0
+
+
+def test_wait_gives_up_at_its_timeout_with_what_is_exceeded_and_never_sleeps_past_it():
+    clock = Clock()
+    gauge = ScriptedGauge([{"memory_some_avg10": 35.5}])
+    outcome = gauge.wait(LIMITS, 5, interval=2, clock=clock, sleep=clock.sleep)
+    assert outcome["settled"] is False and outcome["exceeded"] == ["memory pressure some avg10 35.5% > 20%"]
+    assert clock.sleeps == [2, 2, 1] and outcome["waited"] == 5.0
+
+
+def test_wait_stops_at_until_when_it_comes_first():
+    clock = Clock()
+    gauge = ScriptedGauge([{"cpu_some_avg10": 95.0}])
+    outcome = gauge.wait(LIMITS, 120, interval=1, until=clock.now + 3, clock=clock, sleep=clock.sleep)
+    assert outcome["settled"] is False and outcome["waited"] == 3.0
+
+
+def test_wait_of_zero_reads_once():
+    clock = Clock()
+    gauge = ScriptedGauge([{"cpu_some_avg10": 95.0}])
+    assert gauge.wait(LIMITS, 0, clock=clock, sleep=clock.sleep)["settled"] is False
+    assert gauge.reads == 1 and clock.sleeps == []
+
+
+def test_a_limit_beyond_what_the_host_has_is_not_waited_for():
+    clock = Clock()
+    gauge = ScriptedGauge([{"mem_available_mb": 300}], totals={"mem_total_mb": 512, "disk_total_mb": None})
+    outcome = gauge.wait(dict(LIMITS, mem_available_min_mb=1024), 120, clock=clock, sleep=clock.sleep)
+    assert outcome["settled"] is False and clock.sleeps == []
+    assert outcome["impossible"] == ["mem_available_min_mb=1024 MB is more than all the memory of this host (512 MB)"]
+
+
+def test_throttling_fails_the_wait_only_when_asked():
+    clock = Clock()
+    throttled = {"throttled": True, "throttled_raw": "0x5"}
+    assert ScriptedGauge([throttled]).wait(LIMITS, 0, clock=clock, sleep=clock.sleep)["settled"] is True
+    outcome = ScriptedGauge([throttled]).wait(LIMITS, 0, fail_on_throttled=True, clock=clock, sleep=clock.sleep)
+    assert outcome["exceeded"] == ["throttled (get_throttled=0x5: under-voltage now, currently throttled)"]

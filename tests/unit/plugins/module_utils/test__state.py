@@ -151,3 +151,104 @@ def test_a_failed_write_leaves_the_old_file_and_no_temp_file(tmp_path, monkeypat
         _state.write_state(state_dir, "shop", new)
     assert os.listdir(state_dir) == ["shop.json"]
     assert _state.read_state(state_dir, "shop") == old
+
+
+# -- the journal ----------------------------------------------------------------------------------------
+
+def stopped(cid, service="worker", queues=("celery",)):
+    return {"id": cid, "service": service, "action": "stopped", "queues": list(queues)}
+
+
+def on_disk(path):
+    return json.loads(path.read_text())
+
+
+def test_entries_are_written_at_once_atomically_and_0644(tmp_path):
+    path = tmp_path / "shop.journal.json"
+    journal = _state.Journal(str(path))
+    assert journal.entries == [] and journal.waits == {} and not path.exists()
+    journal.add("shop-blue", [stopped("a"), stopped("b", "beat", [])])
+    assert on_disk(path) == {"entries": [dict(stopped("a"), project="shop-blue"),
+                                         dict(stopped("b", "beat", []), project="shop-blue")], "waits": {}}
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o644 and os.listdir(tmp_path) == ["shop.journal.json"]
+    assert _state.Journal(str(path)).of("shop-blue") == journal.of("shop-blue")
+
+
+def test_a_container_written_down_again_keeps_its_latest_entry(tmp_path):
+    journal = _state.Journal(str(tmp_path / "j.json"))
+    journal.add("shop-blue", [stopped("a", queues=[])])
+    journal.add("shop-blue", [stopped("a", queues=["celery"])])
+    assert journal.of("shop-blue") == [dict(stopped("a"), project="shop-blue")]
+
+
+def test_forget_takes_out_one_project_and_the_file_goes_once_empty(tmp_path):
+    path = tmp_path / "j.json"
+    journal = _state.Journal(str(path))
+    journal.add("shop-blue", [stopped("a")])
+    journal.add("shop-green", [stopped("b")])
+    journal.forget("shop-blue")
+    assert [e["id"] for e in _state.Journal(str(path)).entries] == ["b"]
+    journal.forget("shop-green")
+    assert not path.exists()
+    journal.forget("shop-green")  # nothing left: no error, no file
+    assert not path.exists()
+
+
+def test_clear_removes_entries_and_waits(tmp_path):
+    path = tmp_path / "j.json"
+    journal = _state.Journal(str(path))
+    journal.add("shop-blue", [stopped("a")])
+    journal.wait_goes_on("drain:shop-blue", 100.0, now=110.0)
+    journal.clear()
+    assert not path.exists() and journal.entries == [] and journal.waits == {}
+
+
+def test_without_a_path_nothing_is_written(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    journal = _state.Journal(None)
+    journal.add("shop-blue", [stopped("a")])
+    journal.wait_goes_on("drain:shop-blue", 100.0, now=110.0)
+    assert os.listdir(tmp_path) == [] and journal.waits == {}
+    assert journal.wait_started("drain:shop-blue", 200.0) == 200.0
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("{not json", "is not valid JSON"),
+    ("[]", "is not a list of entries with 'project' and 'id'"),
+    ('{"entries": [{"id": "a"}]}', "is not a list of entries with 'project' and 'id'"),
+    ('{"entries": [{"id": 1, "project": "p"}]}', "is not a list of entries"),
+])
+def test_a_damaged_journal_is_refused_naming_it(tmp_path, text, fragment):
+    path = tmp_path / "j.json"
+    path.write_text(text)
+    with pytest.raises(BlueGreenError) as err:
+        _state.Journal(str(path))
+    assert str(err.value).startswith("journal %s " % path) and fragment in str(err.value)
+    assert "fix or remove it" in str(err.value)
+
+
+def test_a_wait_keeps_its_start_across_calls_until_it_is_done(tmp_path):
+    path = tmp_path / "j.json"
+    journal = _state.Journal(str(path))
+    assert journal.wait_started("drain:shop-blue", 1000.0) == 1000.0
+    journal.wait_goes_on("drain:shop-blue", 1000.0, now=1010.0)
+    assert on_disk(path) == {"entries": [], "waits": {"drain:shop-blue": [1000.0, 1010.0]}}
+    later = _state.Journal(str(path))
+    assert later.wait_started("drain:shop-blue", 1011.0) == 1000.0, "the next call goes on with the same start"
+    assert later.wait_started("ready:shop-blue", 1011.0) == 1011.0, "each wait by its name"
+    later.wait_done("drain:shop-blue")
+    assert not path.exists() and _state.Journal(str(path)).wait_started("drain:shop-blue", 1012.0) == 1012.0
+
+
+def test_a_stale_wait_starts_afresh(tmp_path):
+    journal = _state.Journal(str(tmp_path / "j.json"))
+    journal.wait_goes_on("drain:shop-blue", 1000.0, now=1010.0)
+    fresh = 1010.0 + _state.Journal.STALE_WAIT
+    assert journal.wait_started("drain:shop-blue", fresh - 1) == 1000.0
+    assert journal.wait_started("drain:shop-blue", fresh) == fresh, "a deploy that stopped long ago"
+
+
+def test_malformed_waits_are_ignored(tmp_path):
+    path = tmp_path / "j.json"
+    path.write_text(json.dumps({"entries": [], "waits": {"a": [1, 2], "b": "x", "c": [1], "d": ["1", 2]}}))
+    assert _state.Journal(str(path)).waits == {"a": [1.0, 2.0]}

@@ -1,14 +1,12 @@
 # Copyright (c) lowspec.bluegreen contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""http_health without a network: its docs against its argument_spec and its results,
-the wall-clock bound of one attempt, and the missing-library message.
-The real requests against real servers are in tests/integration/test_http_health.py."""
-from __future__ import annotations
+"""http_health without a network: the real module with module_utils._http.HealthChecker's
+attempt() replaced by scripted outcomes; its documented defaults, examples and results.
+(Options against the argument spec: test_module_docs.py. One attempt's own behaviour:
+module_utils/test__http.py. Real requests against real servers: tests/integration.)"""
 
-import json
-import ssl
-import time
+from __future__ import annotations
 
 import pytest
 import yaml
@@ -18,53 +16,41 @@ from ansible_collections.lowspec.bluegreen.plugins.modules import http_health
 
 DOC = yaml.safe_load(http_health.DOCUMENTATION)
 RETURN = yaml.safe_load(http_health.RETURN)
-
-BASE = dict(url="http://127.0.0.1:8081/health/", method="GET", status_codes=[200], body_regex=None,
-            json_match=None, headers=None, timeout=2.0, retries=None, delay=1.0, deadline=None,
-            successes=1, follow_redirects=False, validate_certs=True, ca_path=None)
+URL = "http://127.0.0.1:8081/health/"
 
 
-class Captured(Exception):
-    pass
+@pytest.fixture
+def health(run_main, monkeypatch):
+    """health(outcomes, **params): one call of the module whose attempts answer `outcomes` in turn."""
+
+    def run(outcomes, **params):
+        made = []
+
+        def attempt(self, budget):
+            made.append(budget)
+            item = outcomes[min(len(made), len(outcomes)) - 1]
+            return item(self.settings) if callable(item) else item
+
+        monkeypatch.setattr(_http.HealthChecker, "attempt", attempt)
+        result = run_main(http_health.main, dict({"url": URL, "delay": 0}, **params))
+        result["_attempts_made"] = made
+        return result
+
+    return run
 
 
-class SpecCatcher:
-    """Stands in for AnsibleModule: records how main() builds it, then stops main()."""
-    seen = {}
-
-    def __init__(self, **kwargs):
-        SpecCatcher.seen = kwargs
-        raise Captured()
+def answer(status, content_type="application/json", body=b'{"color": "green"}'):
+    return lambda settings: _http.judge_answer(settings, status, content_type, body, latency=0.004)
 
 
-def argument_spec(monkeypatch):
-    monkeypatch.setattr(http_health, "AnsibleModule", SpecCatcher)
-    with pytest.raises(Captured):
-        http_health.main()
-    return SpecCatcher.seen
+REFUSED = _http.Outcome(False, _http.KIND_REFUSED, "connection refused by 127.0.0.1:8081 (nothing is listening there)")
 
 
-def test_every_option_is_documented_as_declared(monkeypatch):
-    seen = argument_spec(monkeypatch)
-    assert seen["supports_check_mode"] is True
-    spec, options = seen["argument_spec"], DOC["options"]
-    assert set(spec) == set(options)
-    for name, declared in spec.items():
-        documented = options[name]
-        assert documented["type"] == declared["type"], name
-        assert documented.get("default") == declared.get("default"), name
-        assert documented.get("choices") == declared.get("choices"), name
-        assert documented.get("elements") == declared.get("elements"), name
-        assert bool(documented.get("required")) == bool(declared.get("required")), name
+def test_header_values_are_the_only_no_log_option():
+    assert [name for name, option in http_health.ARGUMENT_SPEC.items() if option.get("no_log")] == ["headers"]
 
 
-def test_header_values_are_no_log(monkeypatch):
-    spec = argument_spec(monkeypatch)["argument_spec"]
-    assert spec["headers"]["no_log"] is True
-    assert [name for name, option in spec.items() if option.get("no_log")] == ["headers"]
-
-
-def test_documented_defaults_of_the_issue():
+def test_documented_defaults():
     options = DOC["options"]
     assert options["method"]["default"] == "GET" and options["status_codes"]["default"] == [200]
     assert options["timeout"]["default"] == 2 and options["delay"]["default"] == 1
@@ -84,84 +70,47 @@ def test_attributes_and_examples():
     assert "ca_path" in modules[2]["lowspec.bluegreen.http_health"]
 
 
-def test_every_return_key_is_documented_and_returned():
-    for name, doc in RETURN.items():
-        assert {"description", "returned", "type", "sample"} <= set(doc), name
-    checker = http_health.HttpHealthChecker(_http.validate_params(dict(BASE, retries=3, delay=0)))
-    answers = iter([
-        _http.Outcome(False, _http.KIND_REFUSED, "connection refused by 127.0.0.1:8081 (nothing is listening there)"),
-        _http.judge_answer(checker.settings, 200, "application/json", b'{"color": "green"}', latency=0.004),
-    ])
-    checker.attempt = lambda budget: next(answers)
-    healthy, facts, message = checker.run()
-    assert healthy and message is None
-    assert set(facts) - {"changed"} == set(RETURN)
-    assert facts["attempts"] == 2 and facts["successes"] == 1 and facts["status"] == 200
-    assert facts["json"] == {"color": "green"} and facts["latency_ms"] == {"min": 4.0, "median": 4.0, "max": 4.0}
-    assert facts["last_error"].startswith("connection refused") and facts["changed"] is False
-    json.dumps(facts)
+def test_every_return_key_is_returned(health):
+    result = health([REFUSED, answer(200)], retries=3)
+    assert not result["failed"] and not result["changed"]
+    assert set(result) - {"changed", "failed", "invocation", "warnings", "_attempts_made"} == set(RETURN)
+    assert result["attempts"] == 2 and result["successes"] == 1 and result["status"] == 200
+    assert result["json"] == {"color": "green"} and result["latency_ms"] == {"min": 4.0, "median": 4.0, "max": 4.0}
+    assert result["last_error"].startswith("connection refused") and result["url"] == URL
 
 
-def test_failed_run_carries_the_message():
-    checker = http_health.HttpHealthChecker(_http.validate_params(dict(BASE, retries=2, delay=0)))
-    checker.attempt = lambda budget: _http.judge_answer(checker.settings, 503, "text/plain", b"down")
-    healthy, facts, message = checker.run()
-    assert not healthy and facts["status"] == 503 and facts["json"] is None
-    assert message == ("http://127.0.0.1:8081/health/ is not healthy after 2 attempts in 0.0s (retries=2 used up); "
-                       "last attempt: HTTP 503, expected 200; body: 'down'")
+def test_a_failed_check_carries_the_message_and_the_facts(health):
+    result = health([answer(503, "text/plain", b"down")], retries=2)
+    assert result["failed"] and result["status"] == 503 and result["json"] is None and result["attempts"] == 2
+    assert result["msg"] == ("%s is not healthy after 2 attempts in 0.0s (retries=2 used up); last attempt: "
+                             "HTTP 503, expected 200; body: 'down'" % URL)
 
 
-@pytest.mark.skipif(not http_health.HAS_REQUESTS, reason="the checker needs requests")
-def test_attempt_is_bounded_by_wall_clock_time():
-    """A fetch that hangs (as a DNS lookup or a dripping body can) is abandoned at the budget."""
-    checker = http_health.HttpHealthChecker(_http.validate_params(dict(BASE)))
-    checker._fetch = lambda budget, box: time.sleep(5)
-    started = time.monotonic()
-    outcome = checker.attempt(0.2)
-    took = time.monotonic() - started
-    assert outcome.kind == _http.KIND_TIMEOUT and outcome.error == "no complete answer within 0.2s (timeout)"
-    assert 0.2 <= took < 0.5
+def test_consecutive_successes_are_required(health):
+    result = health([answer(200), REFUSED, answer(200), answer(200)], retries=5, successes=2)
+    assert not result["failed"] and result["attempts"] == 4 and result["successes"] == 2
 
 
-@pytest.mark.skipif(not http_health.HAS_REQUESTS, reason="the checker needs requests")
-def test_tls_verify_failure_gets_a_hint():
-    checker = http_health.HttpHealthChecker(_http.validate_params(dict(BASE, url="https://127.0.0.1:8443/")))
-
-    def fetch(budget, box):
-        error = ssl.SSLCertVerificationError(1, "certificate verify failed")
-        error.verify_message = "self-signed certificate"
-        box["error"] = error
-
-    checker._fetch = fetch
-    outcome = checker.attempt(1)
-    assert outcome.kind == _http.KIND_TLS
-    assert outcome.error == ("TLS error: certificate verify failed: self-signed certificate (validate_certs=true: "
-                             "set ca_path to the CA that signed the server's certificate, or validate_certs=false)")
-
-
-def test_missing_requests_is_a_clear_failure(monkeypatch, capsys):
-    from ansible.module_utils.testing import patch_module_args
-
+def test_missing_requests_is_a_clear_failure(run_main, monkeypatch):
     monkeypatch.setattr(http_health, "HAS_REQUESTS", False)
     monkeypatch.setattr(http_health, "REQUESTS_IMPORT_ERROR", "Traceback: No module named 'requests'")
-    with patch_module_args({"url": "http://127.0.0.1:8081/"}):
-        with pytest.raises(SystemExit) as code:
-            http_health.main()
-    assert code.value.code == 1
-    result = json.loads(capsys.readouterr().out)
+    result = run_main(http_health.main, {"url": URL})
     assert result["failed"] and "Failed to import the required Python library (requests)" in result["msg"]
 
 
-def test_bad_input_fails_before_any_attempt(monkeypatch, capsys):
-    from ansible.module_utils.testing import patch_module_args
+@pytest.mark.parametrize("params, message", [
+    ({"timeout": 0}, "timeout must be greater than 0 seconds, got 0.0"),
+    ({"url": "127.0.0.1:8081/health/"}, "url '127.0.0.1:8081/health/' is malformed: it has no scheme; write "
+                                        "http://HOST[:PORT]/PATH or https://HOST[:PORT]/PATH"),
+    ({"successes": 3, "retries": 2}, "successes=3 is more than retries=2: 3 consecutive successes can never be "
+                                     "reached in 2 attempts"),
+])
+def test_bad_input_fails_before_any_attempt(health, params, message):
+    result = health([REFUSED], **params)
+    assert result["failed"] and result["msg"] == message and result["_attempts_made"] == []
 
-    def no_network(*args, **kwargs):
-        raise AssertionError("no attempt may be made")
 
-    monkeypatch.setattr(http_health.HttpHealthChecker, "attempt", no_network)
-    with patch_module_args({"url": "http://127.0.0.1:8081/", "timeout": 0}):
-        with pytest.raises(SystemExit):
-            http_health.main()
-    result = json.loads(capsys.readouterr().out)
-    assert result["failed"] and result["msg"] == "timeout must be greater than 0 seconds, got 0.0"
-    assert result["attempts"] == 0
+def test_bad_input_still_returns_the_url_and_no_attempts(health):
+    """The result keys are returned on failure too (the module's notes), bad input included."""
+    result = health([REFUSED], timeout=0)
+    assert result["failed"] and result["url"] == URL and result["attempts"] == 0
