@@ -15,12 +15,19 @@ description:
   - Quiesces the Celery background work of one compose project (one color of an app) before a
     blue-green deploy starts the other color, so that a small host never runs two sets of workers,
     and never two schedulers.
-  - With O(state=quiesced), beat is stopped first and the module checks with C(docker inspect) that
-    its container has exited. Then, for every queue each worker consumes (read with
-    C(celery inspect active_queues)), C(celery control cancel_consumer) makes the worker take no new
-    work; C(celery inspect reserved) and C(celery inspect active) are polled until both are empty or
-    O(drain_timeout) passes; and the workers are stopped with C(docker stop) and a grace period of
-    O(stop_timeout) (O(mode=stop)), or frozen with C(docker pause) (O(mode=pause)).
+  - With O(state=quiesced), beat is told to stop first (C(docker stop), written to the journal before). Then,
+    for every queue each worker consumes (read with C(celery inspect active_queues)),
+    C(celery control cancel_consumer) makes the worker take no new work; C(celery inspect reserved) and
+    C(celery inspect active) are polled until both are empty or O(drain_timeout) passes; with a Redis broker the
+    module then waits until no worker waits in a fetch from the broker (below); and the workers are
+    told to stop with C(docker stop) and a grace period of O(stop_timeout) (O(mode=stop)), or frozen with
+    C(docker pause) (O(mode=pause)). The module then waits until beat and the workers have exited, seen with
+    C(docker inspect) (not assumed from a signal), and checks the broker (below).
+  - With O(wait_exited=false), the call returns once the workers are drained and told to stop, their warm
+    shutdown going on in a C(docker stop) of its own (SIGKILL at the end of O(stop_timeout) as always); a later
+    call with the same arguments and O(wait_exited=true) sees them exited and checks the broker. A deploy starts
+    the new web in between, as the drained workers take no work and their shutdown costs little CPU, and the new
+    beat and workers start only after that later call.
   - With O(state=quiesced) and O(mode=shrink), only the workers' prefork pools are shrunk to
     O(keep_processes) each (C(celery control pool_shrink), no restart); beat and the consumers are left
     as they are, so the old release keeps working at a trickle while the new one starts. A later call
@@ -33,15 +40,42 @@ description:
     C(task_reject_on_worker_lost) the task goes back to the queue and runs again; without them it is
     lost. O(mode=shrink) reads each worker's configuration (C(celery inspect conf)) before shrinking
     and warns when it does not set both."
-  - With O(state=resumed), exactly the given containers are started (C(docker start)) or unfrozen
+  - "B(No message is left with a worker that is gone.) With O(broker_check) and a Redis broker, once the workers
+    have stopped (or frozen), the module reads the broker's own record of delivered-but-unacknowledged messages.
+    Every message in it that was delivered before the workers stopped and that no live worker holds (a worker
+    killed at the end of its grace period, or one whose consumer lost its broker connection and forgot what it
+    had reserved) is put back in its queue, once (read and removed in one transaction), and reported in
+    RV(restored); otherwise the broker would hand it out again only after its visibility timeout."
+  - "B(No message is taken by a worker that stops.) A worker of the Redis transport waits for work in a blocking
+    fetch (C(BRPOP)) of up to its C(brpop_timeout) (1 s by default); a cancelled consumer starts no new one, but
+    the last one is still waiting. A message the broker hands to it after the worker was told to stop is gone:
+    the stopping worker no longer reads the reply, and the message never reaches the unacknowledged record. So
+    the module lists the broker's connections (C(CLIENT LIST)) from the workers' addresses and stops or freezes
+    them only when none waits in a fetch any more (a message that last fetch brought is given back to its
+    queue by the worker, which no longer consumes it). When the broker sees no connection from those addresses
+    (NAT, host networking) or Celery is reached through the CLI, the module waits the fetch timeout (plus
+    0.5 s) after the cancel instead. It fails, with nothing stopped, when a fetch still waits 5 s past three fetch
+    timeouts: some other consumer runs in that container."
+  - With O(state=resumed), exactly the given containers and the O(journal)'s containers of the project (with
+    neither, all its worker and beat containers) are started (C(docker start)) or unfrozen
     (C(docker unpause)), never recreated; frozen workers consume their queues again
-    (C(celery control add_consumer)); the module waits until each worker is ready, grows shrunk pools
-    back (C(celery control pool_grow)) to the size a shrink recorded or to O(processes), then brings beat back.
-  - Celery is reached with C(docker exec) into the worker containers, so the host needs no Celery.
-    The broker is shared by both colors, so every Celery call names its destination node, found from
-    the container's hostname (C(celery@<hostname>)) and confirmed with C(celery inspect ping); a worker
+    (C(celery control add_consumer)); the module waits until each worker answers Celery's ping, grows shrunk
+    pools back (C(celery control pool_grow)) to the size a shrink recorded or to O(processes), then brings beat
+    back.
+  - B(Celery is reached through one agent process per call.) The module runs one C(docker exec -i) into a
+    running container of the project that stays up (O(control_service); else into the workers themselves),
+    which imports Celery and the app once, keeps one broker connection and answers every inspect and control
+    call of this module call, so that a poll costs a broker round trip (the drain polls every 0.2 s). The host
+    needs no Celery. When no agent can start (no Python found in the image), the module falls back to one
+    C(celery -A app inspect|control) command per call, and says so in a warning and in RV(celery).
+  - The broker is shared by both colors, so every Celery call that changes a worker names its destination
+    node, found from the container's hostname (C(celery@<hostname>)) and confirmed with a ping; a worker
     started with another node name is found by a ping to all nodes, matched on C(@<hostname>).
   - Celery's remote C(shutdown) is never used (a C(restart) policy would bring the worker straight back).
+  - B(Long waits show progress.) With O(wait_slice) and O(journal), one call waits at most that many seconds for
+    the drain (or the workers' readiness); when the wait is not over, it returns RV(waiting) and a RV(progress)
+    sentence, and the next call with the same arguments goes on where it stopped, under the same deadline
+    (kept in the journal). Repeat the task with C(until) and C(retries).
   - Every input is checked before anything changes; no such project or service, a worker service in
     which no Celery worker answers, a O(celery_app) Celery cannot load (Celery's own message is shown),
     a negative timeout, and a pause that could outlast the broker's visibility timeout all fail with
@@ -54,6 +88,7 @@ description:
     C(task_acks_late) such a task is lost. Set O(stop_timeout) above your longest task. With
     O(mode=pause), a task still running is frozen with its worker and finishes after O(state=resumed)."
 extends_documentation_fragment:
+  - lowspec.bluegreen._common
   - lowspec.bluegreen._docker
   - lowspec.bluegreen._attributes
 attributes:
@@ -147,6 +182,33 @@ options:
     type: list
     elements: str
     default: [beat]
+  control_service:
+    description:
+      - The service whose running container runs the Celery agent (see the description); it needs Celery and the
+        app, as a web of the same image has, and it must stay up while the workers stop, so that the broker can
+        be checked after them.
+      - When empty, the project's running containers that are neither workers nor beat are tried, then the
+        workers themselves.
+    type: str
+    default: ""
+  wait_slice:
+    description:
+      - The longest one call waits for the drain or the workers' readiness, in seconds; see the description.
+        V(0) (and any call without O(journal)) waits in one call.
+    type: int
+    default: 0
+  wait_exited:
+    description:
+      - Wait, in this call, until the containers told to stop have exited, then check the broker. See the
+        description for V(false).
+    type: bool
+    default: true
+  broker_check:
+    description:
+      - After the workers stop (or freeze), put back the messages a gone worker left unacknowledged in a Redis
+        broker (see the description). Other brokers are not checked (RV(broker_checked) is V(false)).
+    type: bool
+    default: true
   celery_app:
     description:
       - The Celery app, as given to C(celery -A) inside the worker containers.
@@ -174,9 +236,9 @@ options:
     default: 60
   ready_timeout:
     description:
-      - With O(state=resumed), seconds to wait until each worker is ready, that is its Docker health
-        check reports healthy or it answers C(celery inspect ping). A worker that was frozen is ready once
-        it answered C(celery control add_consumer).
+      - With O(state=resumed), seconds to wait until each worker is ready, that is it answers Celery's ping
+        (asked from a container that is already up), whatever its Docker health says. A worker that was frozen
+        is ready once it answered C(celery control add_consumer).
     type: int
     default: 120
   visibility_timeout:
@@ -193,12 +255,13 @@ options:
     default: 600
   containers:
     description:
-      - With O(state=resumed), exactly the containers to bring back, all of the project. Either a list of
+      - With O(state=resumed), the containers to bring back (beside the journal's), all of the project. Either a list of
         container ids, or the list of dicts RV(containers) of an earlier O(state=quiesced) call (pass
         C({{ quiesce.containers }}) as it is); the dicts' C(queues) tell which queues a frozen
         worker consumes again.
       - Entries with C(pool) (from O(mode=shrink)) of a worker still running are grown back to C(pool.before).
-      - When not given, the project's worker and beat containers. An empty list brings back nothing.
+      - When not given and the journal lists none of the project, the project's worker and beat containers. An
+        empty list brings back only the journal's.
       - Ignored with O(state=quiesced).
     type: list
     elements: raw
@@ -210,8 +273,10 @@ options:
       - With O(state=resumed), the journal's containers of this project are brought back too, beside
         O(containers), and are then taken out of it (the file is removed once empty). Those that no longer
         exist are skipped with a warning.
+      - It also keeps the start of a wait that spans several calls (O(wait_slice)).
       - Not written in check mode. The role passes C(<state_dir>/<app>.quiesced.json) and removes it once a
-        deploy or rollback has recorded its new color.
+        deploy or rollback has recorded its new color. With O(journal), RV(containers) lists the journal's
+        entries of the project.
     type: path
   queues:
     description:
@@ -222,6 +287,34 @@ options:
     type: list
     elements: str
     default: [celery]
+  pressure:
+    description:
+      - With O(state=resumed), before pools grow (O(processes), or back to a shrink's size), wait until the host
+        has settled (see M(lowspec.bluegreen.host_pressure)); if it does not within O(pressure.wait_timeout), the
+        pools keep their size and a warning says how to grow them later. Workers are started and beat comes back
+        whatever the pressure.
+    type: dict
+    suboptions:
+      cpu_some_avg10_max:
+        description: Highest CPU pressure (C(some avg10), percent) to grow at.
+        type: float
+        default: 80
+      memory_some_avg10_max:
+        description: Highest memory pressure (C(some avg10), percent) to grow at.
+        type: float
+        default: 20
+      mem_available_min_mb:
+        description: Least C(MemAvailable), in MB.
+        type: int
+        default: 128
+      disk_free_min_mb:
+        description: Not used here (accepted so that one set of pressure options fits every module).
+        type: int
+        default: 1024
+      wait_timeout:
+        description: Seconds to wait for the host to settle.
+        type: int
+        default: 120
 notes:
   - On failure after something was changed, the result still carries RV(containers) (what was stopped
     or frozen so far) and RV(project), so a rescue can bring exactly those back.
@@ -395,8 +488,8 @@ still_active:
       type: str
       sample: 8296434d8e9e2b1c0d5f7a3e6c4b9a8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f3a2b
 beat_stopped:
-  description: The beat containers this call stopped, and whether all of them had exited (checked with
-    C(docker inspect)) before any worker was touched.
+  description: The beat containers this call told to stop, and whether every container told to stop was seen
+    exited (with C(docker inspect)) before the call ended.
   returned: always
   type: dict
   contains:
@@ -404,10 +497,17 @@ beat_stopped:
       description: Ids of the beat containers stopped.
       type: list
       elements: str
-    exited_before_workers:
-      description: V(true) once every beat container was seen exited before the first worker call.
+    exited:
+      description: V(true) once every container told to stop was seen exited.
       type: bool
-  sample: {containers: [0c4e5d6f...], exited_before_workers: true}
+  sample: {containers: [0c4e5d6f...], exited: true}
+stopping:
+  description: Ids of the containers told to stop that had not exited yet when the call ended (O(wait_exited=false),
+    or a slice that ended first).
+  returned: always
+  type: list
+  elements: str
+  sample: []
 pools:
   description:
     - Per worker container id, its pool processes before and after this call, for the workers whose pool was
@@ -429,16 +529,47 @@ from_journal:
   type: list
   elements: str
   sample: [0c4e5d6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d]
+restored:
+  description:
+    - The messages a gone worker had left unacknowledged that this call put back in their queue (see the
+      description), with the task's id and name, the queue, and when they had been delivered.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{id: fb2fa019-40b2-4f4e-bdff-53b0cd20a24a, task: tasks.work, queue: celery, delivered_at: 1796160000.5}]
+broker_checked:
+  description: Whether the broker's unacknowledged messages were checked after the workers stopped.
+  returned: always
+  type: bool
+  sample: true
+waiting:
+  description: Whether the call ended before its wait did (O(wait_slice)); call it again to go on.
+  returned: always
+  type: bool
+  sample: false
+progress:
+  description: What the call waits for and how long the wait has left, when RV(waiting).
+  returned: when RV(waiting)
+  type: str
+  sample: "the old workers of shop-blue draining (1 task(s) held: tasks.work[fb2f...]): 10 s of 300 s waited, 290 s left"
+celery:
+  description: How Celery was reached - C(transport) V(agent) or V(cli), the container, the number of calls, and
+    for the agent its boot, wall and CPU seconds.
+  returned: when Celery was asked
+  type: dict
+  sample: {transport: agent, container: shop-blue-web-1, calls: 9, boot_s: 0.4, cpu_s: 0.3, wall_s: 3.2}
 timings:
   description:
     - Seconds spent per phase, rounded to 0.01.
-    - With O(state=quiesced) C(beat), C(cancel), C(drain), C(stop) (stop or freeze) and C(total).
+    - With O(state=quiesced) C(cancel), C(drain), C(fetch) (until no worker waited in a fetch from the broker),
+      C(stop) (the stop issued, or the freeze), C(exit) (until every
+      container told to stop had exited), C(broker) and C(total).
     - With O(mode=shrink) C(shrink) and C(total).
     - With O(state=resumed) C(start) (start and unfreeze the workers), C(ready) (until the workers are ready),
       C(grow) (when a pool was grown), C(beat) and C(total).
   returned: always
   type: dict
-  sample: {beat: 0.52, cancel: 1.63, drain: 4.1, stop: 0.61, total: 8.9}
+  sample: {cancel: 0.05, drain: 1.1, fetch: 0.3, stop: 0.03, exit: 2.1, broker: 0.04, total: 4.5}
 actions:
   description: The commands (docker and celery) that changed something, in order.
   returned: always
@@ -455,21 +586,15 @@ warnings:
 """
 
 import time
-import traceback
-
-from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.lowspec.bluegreen.plugins.module_utils._celery import (
-    APP_ERROR,
-    DEFAULT_REPLY_TIMEOUT,
-    NO_REPLY,
     POOL_BUSY,
-    broadcast_ping_argv,
-    celery_argv,
-    call_changes,
-    classify_failure,
+    REDELIVERY_KEYS,
+    CeleryError,
     node_name,
     nodes_of_host,
+    open_control,
+    orphaned,
     parse_control,
     parse_ping,
     parse_pool_sizes,
@@ -482,86 +607,101 @@ from ansible_collections.lowspec.bluegreen.plugins.module_utils._common import (
     check_non_negative,
     other_color,
     project_name,
+    seconds,
 )
-from ansible_collections.lowspec.bluegreen.plugins.module_utils._compose import (
-    DockerCLI,
-    DockerCLIError,
+from ansible_collections.lowspec.bluegreen.plugins.module_utils._docker import (
+    Engine,
+    iso_epoch,
+)
+from ansible_collections.lowspec.bluegreen.plugins.module_utils._module import (
+    Manager,
+    run_module,
+)
+from ansible_collections.lowspec.bluegreen.plugins.module_utils._pressure import (
+    Gauge,
 )
 from ansible_collections.lowspec.bluegreen.plugins.module_utils._state import (
-    journal_add,
-    journal_without,
-    read_journal,
+    Journal,
     read_state,
-    write_journal,
+)
+from ansible_collections.lowspec.bluegreen.plugins.module_utils._wait import (
+    Wait,
 )
 
-TIMEOUT_OPTIONS = ("drain_timeout", "stop_timeout", "ready_timeout", "visibility_timeout", "max_pause")
-POLL_INTERVAL = 0.5
+TIMEOUT_OPTIONS = ("drain_timeout", "stop_timeout", "ready_timeout", "visibility_timeout", "max_pause", "wait_slice")
+# A poll costs one broker round trip through the agent.
+POLL_INTERVAL = 0.2
 # Seconds to wait for billiard to drop an ended process from its list (its pool maintenance runs every 5 s).
 POOL_SETTLE_TIMEOUT = 15
+# Seconds a running worker gets to answer a call addressed to it.
+REPLY_TIMEOUT = 2.0
+# Past the transport's fetch timeout, when the fetches cannot be seen: the worker's loop reads the reply.
+FETCH_SETTLE = 0.5
 
 
-def _round(seconds):
-    return round(seconds, 2)
+class CeleryQuiesceManager(Manager):
+    """One call of the module: resolve, validate, then quiesce or resume, phase by phase."""
 
-
-class CeleryQuiesceManager:
-    """One call of the module: resolve, validate, then quiesce or resume."""
-
-    def __init__(self, module, cli=None, clock=time.monotonic, sleep=time.sleep):
-        self.module = module
-        self.params = module.params
-        self.check_mode = module.check_mode
-        self.cli = cli or DockerCLI(module, docker_host=self.params["docker_host"])
+    def __init__(self, module, engine=None, control_factory=None, clock=time.monotonic, sleep=time.sleep):
+        super().__init__(module)
+        params = self.params
         self.clock = clock
         self.sleep = sleep
-        self.celery_command = list(self.params["celery_command"])
-        self.celery_app = self.params["celery_app"]
-        self.worker_services = list(self.params["worker_services"])
-        self.beat_services = list(self.params["beat_services"])
-        self.warnings = []
-        self.result = {
-            "changed": False,
-            "project": None,
-            "containers": [],
-            "queues": {},
-            "drained": True,
-            "still_active": [],
-            "beat_stopped": {"containers": [], "exited_before_workers": False},
-            "resumed": [],
-            "from_journal": [],
-            "pools": {},
-            "timings": {},
-            "actions": [],
-        }
+        self.celery_command = list(params["celery_command"])
+        self.celery_app = params["celery_app"]
+        self.worker_services = list(params["worker_services"])
+        self.beat_services = list(params["beat_services"])
+        self.result.update(
+            project=None, containers=[], queues={}, drained=True, still_active=[],
+            beat_stopped={"containers": [], "exited": False}, resumed=[], from_journal=[], stopping=[],
+            pools={}, restored=[], broker_checked=False, timings={}, actions=[], waiting=False,
+        )
+        self.validate_params()
+        try:
+            self.journal = Journal(params["journal"])
+        except BlueGreenError as exc:
+            if params["state"] != "resumed":
+                raise
+            # A rescue must not stop at a damaged journal: what it was given still comes back.
+            self.warn("%s; only the given containers are brought back" % exc)
+            self.journal = Journal(None)
+        self.engine = engine or Engine(module, params["docker_host"])
+        self.control_factory = control_factory or self._open_control
+        self.control = None
+        self.project = None
+        # Ids of the containers this call stopped or froze, and when the last of them stopped.
+        self.done = []
+        self.stopped_at = None
+        self.cancelled_at = None  # when the last cancel_consumer of this call was answered
+        # Worker nodes that did not answer during the drain (each warned about once).
+        self.silent = set()
 
-    # -- inputs -----------------------------------------------------------
+    # -- inputs ---------------------------------------------------------------------
 
     def validate_params(self):
-        check_non_negative(self.params, TIMEOUT_OPTIONS)
+        params = self.params
+        check_non_negative(params, TIMEOUT_OPTIONS)
         if not self.celery_command or not all(self.celery_command):
             raise BlueGreenError("celery_command must be a non-empty argv list, for example [python3, -m, celery]")
         if not self.celery_app:
             raise BlueGreenError("celery_app must not be empty")
-        if self.params["keep_processes"] < 1:
+        if params["keep_processes"] < 1:
             raise BlueGreenError(
                 "keep_processes must be 1 or more (got %d): a pool of 0 processes consumes nothing, use mode=stop"
-                % self.params["keep_processes"]
-            )
-        if self.params["processes"] is not None and self.params["processes"] < 1:
-            raise BlueGreenError("processes must be 1 or more (got %d)" % self.params["processes"])
+                % params["keep_processes"])
+        if params["processes"] is not None and params["processes"] < 1:
+            raise BlueGreenError("processes must be 1 or more (got %d)" % params["processes"])
         both = sorted(set(self.worker_services) & set(self.beat_services))
         if both:
             raise BlueGreenError("service %s is named in both worker_services and beat_services" % ", ".join(both))
-        if self.params["state"] == "quiesced" and self.params["mode"] == "pause":
-            drain, pause, vis = self.params["drain_timeout"], self.params["max_pause"], self.params["visibility_timeout"]
+        if params["state"] == "quiesced" and params["mode"] == "pause":
+            drain, pause, vis = params["drain_timeout"], params["max_pause"], params["visibility_timeout"]
             if drain + pause >= vis:
                 raise BlueGreenError(
                     "mode=pause refused: drain_timeout (%d s) + max_pause (%d s) = %d s is not below the broker's "
                     "visibility_timeout (%d s). A frozen worker keeps the messages it holds; after the visibility "
                     "timeout the broker hands them to another worker and unfreezing runs them twice. Use mode=stop, "
-                    "or shorten the pause." % (drain, pause, drain + pause, vis)
-                )
+                    "or shorten the pause." % (drain, pause, drain + pause, vis))
         self.resume_targets = self._parse_containers_option()
 
     def _parse_containers_option(self):
@@ -581,14 +721,12 @@ class CeleryQuiesceManager:
                 if pool is not None and (isinstance(before, bool) or not isinstance(before, int) or before < 1):
                     raise BlueGreenError(
                         "containers[%d].pool must be a dict with 'before', the pool size to grow back to, got %r"
-                        % (index, pool)
-                    )
+                        % (index, pool))
                 targets.append({"id": item["id"].strip(), "queues": queues, "pool": before})
             else:
                 raise BlueGreenError(
                     "containers[%d] must be a container id or a dict with an 'id' (as returned by state=quiesced), "
-                    "got %r" % (index, item)
-                )
+                    "got %r" % (index, item))
         return targets
 
     def resolve_project(self):
@@ -596,139 +734,128 @@ class CeleryQuiesceManager:
             return self.params["project"]
         app, color = self.params["app"], self.params["color"]
         if color in ("active", "idle"):
-            state = read_state(self.params["state_dir"], app)
-            active = state.get("active_color")
+            active = read_state(self.params["state_dir"], app).get("active_color")
             if not active:
                 raise BlueGreenError(
                     "color=%s: no active color is recorded for app %s in %s; pass color=blue or color=green"
-                    % (color, app, self.params["state_dir"])
-                )
+                    % (color, app, self.params["state_dir"]))
             color = active if color == "active" else other_color(active)
         return project_name(app, color)
 
     def load_project(self, project):
-        """The project's worker and beat containers; fails when the project or a service is missing."""
-        containers = self.cli.project_containers(project)
+        """The project's containers, workers and beats; fails when the project or a service is missing."""
+        containers = self.engine.containers(project)
         if not containers:
             raise BlueGreenError("compose project %s has no containers (no such project on this Docker host?)" % project)
         present = sorted({c["service"] for c in containers})
         for kind, names in (("worker_services", self.worker_services), ("beat_services", self.beat_services)):
             for name in names:
                 if name not in present:
-                    raise BlueGreenError(
-                        "%s: service %s not found in project %s (its services: %s)"
-                        % (kind, name, project, ", ".join(present))
-                    )
+                    raise BlueGreenError("%s: service %s not found in project %s (its services: %s)"
+                                         % (kind, name, project, ", ".join(present)))
         workers = [c for c in containers if c["service"] in self.worker_services]
         beats = [c for c in containers if c["service"] in self.beat_services]
         return containers, workers, beats
 
-    # -- celery -----------------------------------------------------------
+    # -- celery ---------------------------------------------------------------------
 
-    def celery(self, container, call, nodes, queue=None, timeout=DEFAULT_REPLY_TIMEOUT):
-        """Run one celery call in `container`, addressed to `nodes`; (rc, stdout, stderr)."""
-        argv = celery_argv(self.celery_command, self.celery_app, call, nodes, queue=queue, timeout=timeout)
-        rc, out, err = self.cli.exec_in(container["id"], argv, check=False)
-        if call_changes(call):
-            self.cli.actions.append("exec %s %s" % (container["id"][:12], " ".join(argv)))
-        return rc, out, err
+    def _open_control(self, candidates):
+        return open_control(self.engine, self.module.get_bin_path("docker", required=True), candidates,
+                            self.celery_command, self.celery_app,
+                            environ={"DOCKER_HOST": self.params["docker_host"]} if self.params["docker_host"] else {},
+                            note=self.warn)
 
-    def _control(self, container, call, nodes, argument, replied_only=False):
-        """`celery control <call> <argument>` to `nodes`: {node: (ok, message)}.
+    def open_control(self, containers):
+        """Celery's control from a running container that stays up (O(control_service)), else the workers."""
+        if self.control is None:
+            running = [c for c in containers if c["running"]]
+            wanted = self.params["control_service"]
+            if wanted:
+                first = [c for c in running if c["service"] == wanted]
+            else:
+                first = [c for c in running if c["service"] not in self.worker_services + self.beat_services]
+            workers = [c for c in running if c["service"] in self.worker_services]
+            try:
+                self.control = self.control_factory(first + workers)
+            except CeleryError as exc:
+                raise BlueGreenError(str(exc)) from exc
+        return self.control
 
-        A node that did not reply counts as refused ("no reply from ..."), unless
-        `replied_only` keeps just the nodes that answered.
-        """
-        rc, out, err = self.celery(container, call, nodes, queue=argument)
-        if rc != 0:
-            self._fail_celery(container, "celery control %s %s" % (call, argument), rc, out, err)
-        answers = parse_control(out)
-        if replied_only:
-            return answers
-        return {node: answers.get(node, (False, "no reply from %s" % node)) for node in nodes}
+    def close(self):
+        if getattr(self, "control", None) is not None:
+            stats = self.control.close()
+            self.result["celery"] = dict(transport=self.control.transport, container=self.control.container["name"],
+                                         calls=self.control.calls, **stats)
+            self.control = None
 
-    def _fail_celery(self, container, what, rc, out, err):
-        kind, message = classify_failure(rc, out, err)
-        if kind == APP_ERROR:
-            raise BlueGreenError(
-                "celery_app=%s: Celery cannot load it in %s (service %s): %s"
-                % (self.celery_app, container["name"], container["service"], message)
-            )
-        raise BlueGreenError(
-            "%s in container %s (service %s) failed: %s"
-            % (what, container["name"], container["service"], message)
-        )
+    def _release_control_in(self, containers):
+        """An agent living in a container about to stop goes first (it would die with it)."""
+        if self.control is not None and self.control.container["id"] in [c["id"] for c in containers]:
+            self.close()
 
-    def find_nodes(self, container):
-        """Celery node names of the worker(s) in `container`, confirmed by ping; fails when none answers."""
-        default = node_name(container["hostname"])
-        rc, out, err = self.celery(container, "ping", [default])
-        if rc == 0 and default in parse_ping(out):
-            return [default]
-        kind, message = classify_failure(rc, out, err)
-        if rc != 0 and kind != NO_REPLY:
-            self._fail_celery(container, "celery inspect ping", rc, out, err)
-        # Not the default node name: ask every node, keep the ones of this container.
-        argv = broadcast_ping_argv(self.celery_command, self.celery_app, timeout=2)
-        rc2, out2, err2 = self.cli.exec_in(container["id"], argv, check=False)
-        nodes = nodes_of_host(parse_ping(out2), container["hostname"]) if rc2 == 0 else []
-        if not nodes:
-            raise BlueGreenError(
-                "service %s (container %s) is not a Celery worker: no worker answered as %s or as any node "
-                "@%s (%s). Is it listed in worker_services by mistake?"
-                % (container["service"], container["name"], default, container["hostname"], message)
-            )
+    def call(self, method, nodes, argument=None):
+        """One control call to `nodes`: {node: (ok, message)}, a node that did not reply counting as refused."""
+        control = self.control
+        answers = parse_control(control.control(method, argument, nodes, timeout=REPLY_TIMEOUT))
+        self.engine.actions.append("celery control %s %s --destination %s" % (method, argument, ",".join(nodes)))
+        return dict((node, answers.get(node, (False, "no reply from %s" % node))) for node in nodes)
+
+    def find_nodes(self, workers):
+        """{container id: Celery node names} of the running workers, confirmed by ping; fails for one that is none."""
+        nodes = {}
+        defaults = dict((node_name(c["hostname"]), c) for c in workers)
+        if not defaults:
+            return nodes
+        answered = parse_ping(self.control.ping(destination=sorted(defaults), timeout=REPLY_TIMEOUT))
+        for node in answered:
+            if node in defaults:
+                nodes[defaults[node]["id"]] = [node]
+        missing = [c for c in workers if c["id"] not in nodes]
+        if missing:
+            # Not the default node name: ask every node, keep the ones of each container.
+            everyone = parse_ping(self.control.ping(timeout=REPLY_TIMEOUT))
+            for c in missing:
+                mine = nodes_of_host(everyone, c["hostname"])
+                if not mine:
+                    raise BlueGreenError(
+                        "service %s (container %s) is not a Celery worker: no worker answered as %s or as any node "
+                        "@%s. Is it listed in worker_services by mistake?"
+                        % (c["service"], c["name"], node_name(c["hostname"]), c["hostname"]))
+                nodes[c["id"]] = mine
         return nodes
 
-    def query_tasks(self, container, nodes, call):
-        """{node: tasks} of `inspect active|reserved`, or None when the worker did not answer."""
-        rc, out, err = self.celery(container, call, nodes)
-        if rc != 0:
-            _kind, message = classify_failure(rc, out, err)
-            self.warnings.append("celery inspect %s in %s: %s" % (call, container["name"], message))
-            return None
-        tasks = parse_tasks(out)
-        silent = [node for node in nodes if node not in tasks]
-        if silent:
-            # A node that did not reply (a loaded host answers late) holds an
-            # unknown set of tasks: never read its silence as "drained".
-            self.warnings.append("celery inspect %s in %s: no reply from %s" % (call, container["name"], ", ".join(silent)))
-            return None
-        return tasks
+    def held_tasks(self, workers, nodes):
+        """Tasks the workers hold ([] when none), or None when a worker did not answer.
 
-    # -- journal ----------------------------------------------------------
+        `reserved` is read before `active`: a reserved task can only move to
+        active, never back, and with the consumers cancelled nothing new is
+        reserved; so two empty answers in this order mean drained.
+        """
+        every = sorted(n for c in workers for n in nodes[c["id"]])
+        owner = dict((n, c) for c in workers for n in nodes[c["id"]])
+        held, unknown = [], False
+        for method in ("reserved", "active"):
+            tasks = parse_tasks(self.control.inspect(method, every, timeout=REPLY_TIMEOUT))
+            silent = [n for n in every if n not in tasks]
+            if silent:
+                # A node that did not reply (a loaded host answers late) holds an unknown set of tasks: never
+                # read its silence as "drained".
+                unknown = True
+                for node in silent:
+                    if node not in self.silent:
+                        self.silent.add(node)
+                        self.warn("celery inspect %s: no reply from %s; its tasks are unknown, the drain goes on"
+                                  % (method, node))
+            for node in sorted(tasks):
+                for task in tasks[node]:
+                    held.append({"id": task["id"], "name": task["name"], "state": method, "worker": node,
+                                 "container": owner[node]["id"] if node in owner else None})
+        held.sort(key=lambda t: (t["state"] != "active", t["worker"], t["id"]))
+        if unknown:
+            return held or None
+        return held
 
-    def write_down(self, project, entries):
-        """Journal the entries before the change they announce."""
-        if self.params["journal"] and entries and not self.check_mode:
-            path = self.params["journal"]
-            write_journal(path, journal_add(read_journal(path), project, entries))
-
-    def journal_targets(self, project, containers):
-        """This project's journal entries as resume targets, for containers that still exist."""
-        if not self.params["journal"]:
-            return []
-        try:
-            entries = read_journal(self.params["journal"])
-        except BlueGreenError as exc:
-            # A rescue must not stop at a damaged journal: what it was given still comes back.
-            self.warnings.append("%s; only the given containers are brought back" % exc)
-            return []
-        targets = []
-        for entry in entries:
-            if entry["project"] != project:
-                continue
-            matches = [c for c in containers if c["id"] == entry["id"]]
-            if not matches:
-                self.warnings.append("journal: container %s (service %s) no longer exists; skipped"
-                                     % (entry["id"][:12], entry.get("service")))
-                continue
-            pool = entry.get("pool")
-            targets.append({"id": entry["id"], "queues": entry.get("queues") or None,
-                            "pool": pool.get("before") if isinstance(pool, dict) else None})
-        return targets
-
-    # -- quiesce ----------------------------------------------------------
+    # -- quiesce ----------------------------------------------------------------------
 
     def quiesce(self, project):
         if self.params["mode"] == "shrink":
@@ -736,131 +863,312 @@ class CeleryQuiesceManager:
             return
         started = self.clock()
         timings = self.result["timings"]
-        _all, workers, beats = self.load_project(project)
-        running_workers = [c for c in workers if c["running"]]
-        beats_to_stop = [c for c in beats if c["running"] or c["paused"]]
-        nodes = {}
-        for container in running_workers:
-            nodes[container["id"]] = self.find_nodes(container)
-
+        containers, workers, beats = self.load_project(project)
+        # Containers an earlier call of this quiesce told to stop, still shutting down: awaited, not quiesced again.
+        stopping = self.still_stopping(project, workers + beats)
+        issued = set(c["id"] for c in stopping)
+        running_workers = [c for c in workers if c["running"] and c["id"] not in issued]
+        beats_up = [c for c in beats if (c["running"] or c["paused"]) and c["id"] not in issued]
         action = "paused" if self.params["mode"] == "pause" else "stopped"
-        planned = [{"id": c["id"], "service": c["service"], "action": "stopped", "queues": []} for c in beats_to_stop]
+        planned = [{"id": c["id"], "service": c["service"], "action": "stopped", "queues": []} for c in beats_up]
         planned += [{"id": c["id"], "service": c["service"], "action": action, "queues": []} for c in running_workers]
-        if not planned:
-            # No beat runs (already stopped, e.g. by an interrupted deploy): none can send beside the new one.
-            self.result["beat_stopped"]["exited_before_workers"] = True
-            timings["total"] = _round(self.clock() - started)
-            return
+        self.planned = planned
+        nodes = {}
+        if running_workers:
+            self.open_control(containers)
+            nodes = self.find_nodes(running_workers)
         if self.check_mode:
-            self.result["changed"] = True
-            self.result["containers"] = planned
-            self.result["beat_stopped"]["containers"] = [c["id"] for c in beats_to_stop]
-            still = self._held_tasks(running_workers, nodes)
-            self.result["still_active"] = still or []
-            self.result["drained"] = still == []
-            timings["total"] = _round(self.clock() - started)
+            self.planned = []
+            if planned:
+                self.result.update(changed=True, containers=planned)
+            self.result["beat_stopped"]["containers"] = [c["id"] for c in beats_up]
+            still = self.held_tasks(running_workers, nodes) if running_workers else []
+            self.result.update(still_active=still or [], drained=still == [])
+            timings["total"] = seconds(self.clock() - started)
+            self.project = None  # check mode reports what it would stop, not the journal
             return
-
-        # 1. Beat first, and see it exited (rule 3).
-        mark = self.clock()
-        if beats_to_stop:
+        if planned or stopping:
             self.result["changed"] = True
-            self.write_down(project, [p for p in planned if p["service"] in self.beat_services])
-            self.cli.container_op("stop", [c["id"] for c in beats_to_stop], timeout=self.params["stop_timeout"])
-            self.result["containers"].extend(p for p in planned if p["service"] in self.beat_services)
-            self.result["beat_stopped"]["containers"] = [c["id"] for c in beats_to_stop]
-            self._wait_exited(beats_to_stop, self.params["stop_timeout"] + 10, "beat")
-        self.result["beat_stopped"]["exited_before_workers"] = True
-        timings["beat"] = _round(self.clock() - mark)
+        self.stop_beat(project, beats_up, planned)
+        self.cancel_consumers(project, running_workers, nodes, planned)
+        if not self.drain(project, running_workers, nodes):
+            timings["total"] = seconds(self.clock() - started)
+            return
+        self.await_fetches(running_workers)
+        self.take_off_cpu(project, running_workers, planned)
+        self.result["stopping"] = [c["id"] for c in stopping + beats_up] + (
+            [c["id"] for c in running_workers] if self.params["mode"] == "stop" else [])
+        if self.params["wait_exited"]:
+            if not self.await_exited(project, stopping + beats_up + (
+                    running_workers if self.params["mode"] == "stop" else [])):
+                timings["total"] = seconds(self.clock() - started)
+                return
+            self.result["stopping"] = []
+            if any(e["service"] in self.worker_services for e in self.journal.of(project)) or self.done:
+                self.reclaim_orphans(containers)
+        self.report_stopped(project, planned)
+        timings["total"] = seconds(self.clock() - started)
 
-        # 2. Cancel every consumer of every worker.
+    def still_stopping(self, project, containers):
+        """The containers a call told to stop that still run and have not been started again since."""
+        issued = dict((e["id"], e["stop_issued_at"]) for e in self.journal.of(project) if e.get("stop_issued_at"))
+        return [c for c in containers if c["id"] in issued and (c["running"] or c["restarting"])
+                and (iso_epoch(c["started_at"]) or 0) < issued[c["id"]]]
+
+    def report_stopped(self, project, planned):
+        """RV(containers): what is stopped, frozen or shrunk, beat first; the journal's when there is one."""
+        if self.journal.path:
+            entries = [dict((k, v) for k, v in e.items() if k not in ("project", "stop_issued_at"))
+                       for e in self.journal.of(project)]
+        else:
+            entries = [p for p in planned if p["id"] in self.done]
+        entries.sort(key=lambda e: e["service"] not in self.beat_services)
+        self.result["containers"] = entries
+
+    def stop_beat(self, project, beats, planned):
+        """Beat first: written down, then told to stop; it is seen exited (docker inspect) before this
+        quiesce is over, so that the new beat never starts beside it."""
+        if beats:
+            entries = [p for p in planned if p["service"] in self.beat_services]
+            self.journal.add(project, entries)
+            self.engine.stop_in_background(self.docker_bin(), beats, self.params["stop_timeout"])
+            # Only now is it stopping: a rescue waits for a container told to stop to exit before it starts it.
+            self.journal.add(project, [dict(p, stop_issued_at=time.time()) for p in entries])
+            self.result["beat_stopped"]["containers"] = [c["id"] for c in beats]
+            self.done.extend(c["id"] for c in beats)
+
+    def docker_bin(self):
+        return self.module.get_bin_path("docker", required=True)
+
+    def cancel_consumers(self, project, workers, nodes, planned):
+        """Every queue every worker consumes, cancelled; each worker written down with its queues first."""
         mark = self.clock()
-        for container in running_workers:
-            self.result["changed"] = True
+        earlier = dict((e["id"], e.get("queues") or []) for e in self.journal.of(project))
+        for container in workers:
             entry = [p for p in planned if p["id"] == container["id"]][0]
-            # Written down with its queues before they are cancelled: a worker left consuming
-            # nothing gets exactly those back.
-            cancelled = self._cancel_consumers(
-                container, nodes[container["id"]], before=lambda queues, e=entry: self.write_down(
-                    project, [dict(e, queues=queues)]))
-            self.result["queues"][container["id"]] = cancelled
-            entry["queues"] = cancelled
-        timings["cancel"] = _round(self.clock() - mark)
 
-        # 3. Drain: reserved, then active, until both are empty or the deadline passes.
-        mark = self.clock()
-        deadline = mark + self.params["drain_timeout"]
-        while True:
-            still = self._held_tasks(running_workers, nodes)
-            if still == []:
-                self.result["drained"] = True
-                self.result["still_active"] = []
-                break
-            self.result["drained"] = False
-            self.result["still_active"] = still or []
-            remaining = deadline - self.clock()
-            if remaining <= 0:
-                break
-            self.sleep(min(POLL_INTERVAL, remaining))
-        timings["drain"] = _round(self.clock() - mark)
-        if self.result["still_active"]:
-            self.warnings.append(
-                "%d task(s) still held when drain_timeout (%s s) passed, left to %s: %s" % (
-                    len(self.result["still_active"]), self.params["drain_timeout"],
-                    "the pause (they resume with the worker)" if self.params["mode"] == "pause"
-                    else "the warm shutdown (stop_timeout %s s), then to redelivery" % self.params["stop_timeout"],
-                    ", ".join("%s[%s] %s" % (t["name"], t["id"], t["state"]) for t in self.result["still_active"])))
+            def note(queues, entry=entry, before=earlier.get(container["id"], [])):
+                # A worker left consuming nothing gets exactly those back (an earlier call's queues kept).
+                entry["queues"] = sorted(set(queues) | set(before))
+                self.journal.add(project, [entry])
 
-        # 4. Stop (warm shutdown, stop_timeout grace) or freeze.
+            self._cancel(container, nodes[container["id"]], before=note)
+            self.result["queues"][container["id"]] = entry["queues"]
+            # Its consumers are cancelled: what a rescue gives back (its queues) even if it is never stopped.
+            self.done.append(container["id"])
+        self.cancelled_at = self.clock()
+        self.result["timings"]["cancel"] = seconds(self.cancelled_at - mark)
+
+    def _cancel(self, container, nodes, before=None):
+        """Cancel every queue the nodes consume; `before(queues)` is called first."""
+        by_node = parse_queues(self.control.inspect("active_queues", nodes, timeout=REPLY_TIMEOUT))
+        silent = [n for n in nodes if n not in by_node]
+        if silent:
+            raise BlueGreenError("celery inspect active_queues in %s: no reply from %s"
+                                 % (container["name"], ", ".join(silent)))
+        queues = sorted({q for node in nodes for q in by_node.get(node, [])})
+        if before is not None:
+            before(queues)
+        for queue in queues:
+            targets = [node for node in nodes if queue in by_node.get(node, [])]
+            answers = self.call("cancel_consumer", targets, queue)
+            failed = ["%s: %s" % (node, msg) for node, (ok, msg) in sorted(answers.items()) if not ok]
+            if failed:
+                raise BlueGreenError("cancel_consumer %s refused by %s" % (queue, "; ".join(failed)))
+        return queues
+
+    def drain(self, project, workers, nodes):
+        """Reserved, then active, until both are empty or drain_timeout; False when this call's slice ended first."""
         mark = self.clock()
-        ids = [c["id"] for c in running_workers]
-        if ids:
+        with Wait("drain:%s" % project, self.params["drain_timeout"], self.journal, self.params["wait_slice"]) as wait:
+            while True:
+                still = self.held_tasks(workers, nodes) if workers else []
+                self.result.update(drained=still == [], still_active=still or [])
+                if still == [] or wait.expired():
+                    break
+                if wait.slice_over():
+                    wait.pause()
+                    self.result.update(waiting=True, progress=wait.progress(
+                        "the old workers of %s draining (%d task(s) held: %s)" % (
+                            project, len(still or []), ", ".join("%s[%s]" % (t["name"], t["id"]) for t in still or [])
+                            or "a worker did not answer")))
+                    self.result["timings"]["drain"] = seconds(self.clock() - mark)
+                    return False
+                self.sleep(min(POLL_INTERVAL, wait.remaining()))
+            wait.done()
+            self.result["timings"]["drain"] = seconds(self.clock() - mark)
+            if self.result["still_active"]:
+                self.warn(
+                    "%d task(s) still held when drain_timeout (%s s) passed, left to %s: %s" % (
+                        len(self.result["still_active"]), self.params["drain_timeout"],
+                        "the pause (they resume with the worker)" if self.params["mode"] == "pause"
+                        else "the warm shutdown (stop_timeout %s s), then to redelivery" % self.params["stop_timeout"],
+                        ", ".join("%s[%s] %s" % (t["name"], t["id"], t["state"]) for t in self.result["still_active"])))
+            return True
+
+    def await_fetches(self, workers):
+        """Until no cancelled worker waits in a fetch from a Redis broker: a message handed to a fetch whose worker
+        has been told to stop is lost (it is off the queue, and never in the unacknowledged record)."""
+        control = self.control
+        if not workers or getattr(control, "broker_transport", None) not in (None, "redis"):
+            return  # another broker gives a delivery back when the connection closes
+        mark = self.clock()
+        addresses = sorted(set(a for c in workers for a in c.get("addresses") or []))
+        listing = control.fetching(addresses) if addresses else None
+        if listing is None or not listing["seen"]:
+            # The fetches cannot be seen: the last one has returned one fetch timeout after the cancel.
+            timeout = listing["timeout"] if listing else 1.0
+            self.sleep(max(0.0, (self.cancelled_at or mark) + timeout + FETCH_SETTLE - self.clock()))
+        else:
+            limit = 3 * listing["timeout"] + 5
+            while listing["blocked"]:
+                if self.clock() - mark >= limit:
+                    raise BlueGreenError(
+                        "%s still wait(s) in a fetch from the broker (%s) %d s after every queue of the workers was "
+                        "cancelled: stopping them could lose the message that fetch takes. Does another consumer "
+                        "run in the same container?" % (
+                            ", ".join(c["name"] for c in workers),
+                            ", ".join("%s %s" % (b["addr"], b["cmd"]) for b in listing["blocked"]), limit))
+                self.sleep(0.05)
+                listing = control.fetching(addresses)
+        self.result["timings"]["fetch"] = seconds(self.clock() - mark)
+
+    def take_off_cpu(self, project, workers, planned):
+        """The drained workers told to stop (warm shutdown, stop_timeout of grace), or frozen."""
+        mark = self.clock()
+        if workers:
+            self._release_control_in(workers)
             if self.params["mode"] == "pause":
-                self.cli.container_op("pause", ids)
+                self.engine.pause(workers)
+                self.stopped_at = time.time()
             else:
-                self.cli.container_op("stop", ids, timeout=self.params["stop_timeout"])
-                self._wait_exited(running_workers, 10, "worker")
-            self.result["containers"].extend(p for p in planned if p["service"] in self.worker_services)
-        timings["stop"] = _round(self.clock() - mark)
-        timings["total"] = _round(self.clock() - started)
+                ids = [c["id"] for c in workers]
+                self.engine.stop_in_background(self.docker_bin(), workers, self.params["stop_timeout"])
+                self.journal.add(project, [dict(p, stop_issued_at=time.time()) for p in planned if p["id"] in ids])
+            self.done.extend(c["id"] for c in workers if c["id"] not in self.done)
+        self.result["timings"]["stop"] = seconds(self.clock() - mark)
 
-    # -- shrink -----------------------------------------------------------
+    def await_exited(self, project, containers):
+        """Until every container told to stop has exited (docker stop SIGKILLs it at the end of its grace);
+        False when this call's slice ended first."""
+        mark = self.clock()
+        with Wait("stop:%s" % project, self.params["stop_timeout"] + 15, self.journal, self.params["wait_slice"]) as wait:
+            pending = list(containers)
+            while pending:
+                pending = [c for c in self.engine.inspect([c["id"] for c in pending]) if c["running"] or c["restarting"]]
+                if not pending:
+                    break
+                if wait.expired():
+                    raise BlueGreenError("container(s) %s still running %d s after docker stop"
+                                         % (", ".join(c["name"] for c in pending), self.params["stop_timeout"] + 15))
+                if wait.slice_over():
+                    wait.pause()
+                    self.result.update(waiting=True, stopping=[c["id"] for c in pending], progress=wait.progress(
+                        "%s stopping (warm shutdown, up to stop_timeout=%s s)" % (
+                            ", ".join(c["name"] for c in pending), self.params["stop_timeout"])))
+                    self.result["timings"]["exit"] = seconds(self.clock() - mark)
+                    return False
+                self.sleep(0.1)
+            wait.done()
+            self.result["beat_stopped"]["exited"] = True
+            self.stopped_at = time.time()
+            self.result["timings"]["exit"] = seconds(self.clock() - mark)
+            return True
+
+    def reclaim_orphans(self, containers):
+        """No message stays delivered-but-unacknowledged by a worker that is gone: each goes back to its queue once.
+
+        The Redis transport keeps every message delivered to a consumer in its
+        `unacked` record until the consumer acknowledges it or gives it back at
+        a clean shutdown. A worker killed at the end of its grace period, or
+        one whose consumer lost its broker connection and forgot what it had
+        reserved, leaves its messages there, and the broker would hand them
+        out again only after the visibility timeout (an hour by default). After
+        the old workers have stopped, every message in that record that was
+        delivered before and that no live worker holds is such an orphan. It is
+        put back in one transaction (read and removed together), so that it is
+        restored once even if the broker's own restore runs at the same time.
+        """
+        if not self.params["broker_check"]:
+            return
+        mark = self.clock()
+        try:
+            self.open_control(self.engine.inspect([c["id"] for c in containers]))
+        except BlueGreenError as exc:
+            self.warn("the broker's unacknowledged messages were not checked after the old workers stopped: no running "
+                      "container of the project other than its workers can reach Celery (%s)" % exc)
+            return
+        record = self.control.unacked()
+        if record is None:
+            return
+        self.result["broker_checked"] = True
+        held = set(t["id"] for t in self.result["still_active"]) if self.params["mode"] == "pause" else set()
+        if record["subscribers"]:
+            # Some worker still listens on this broker: what it holds is not an orphan.
+            live = parse_ping(self.control.ping(timeout=1.0))
+            if live:
+                for method in ("reserved", "active", "scheduled"):
+                    answers = parse_tasks(self.control.inspect(method, live, timeout=REPLY_TIMEOUT))
+                    if any(node not in answers for node in live):
+                        self.warn("the broker's unacknowledged messages were left as they are: live worker(s) %s "
+                                  "did not say what they hold" % ", ".join(n for n in live if n not in answers))
+                        return
+                    held.update(t["id"] for tasks in answers.values() for t in tasks)
+        orphans = orphaned(record["entries"], held, self.stopped_at)
+        restored = self.control.restore([o["tag"] for o in orphans]) if orphans else []
+        back = [dict(id=o["id"], task=o["task"], queue=o["routing_key"], delivered_at=o["delivered_at"])
+                for o in orphans if o["tag"] in restored]
+        self.result["restored"] = back
+        self.result["timings"]["broker"] = seconds(self.clock() - mark)
+        if back:
+            self.result["changed"] = True
+            self.warn("%d message(s) were delivered to a worker that is gone and never acknowledged; put back in their "
+                      "queue: %s" % (len(back), ", ".join("%s[%s]" % (o["task"], o["id"]) for o in back)))
+
+    # -- shrink -----------------------------------------------------------------------
 
     def shrink(self, project):
         """Shrink each running worker's pool to keep_processes; beat and consumers are left alone."""
         started = self.clock()
         keep = self.params["keep_processes"]
-        _all, workers, _beats = self.load_project(project)
+        containers, workers, _beats = self.load_project(project)
         running_workers = [c for c in workers if c["running"]]
         # The workers go on consuming: nothing is drained.
         self.result["drained"] = False
+        if not running_workers:
+            self.result["timings"]["total"] = seconds(self.clock() - started)
+            return
+        self.open_control(containers)
+        nodes = self.find_nodes(running_workers)
         plans = []
         for container in running_workers:
-            nodes = self.find_nodes(container)
-            sizes = self.pool_sizes(container, nodes)
+            sizes = self.pool_sizes(container, nodes[container["id"]])
             before = sum(sizes.values())
             self.result["pools"][container["id"]] = {"before": before, "after": before}
             if any(size > keep for size in sizes.values()):
-                plans.append((container, nodes, sizes))
-                self.check_redelivery(container, nodes)
+                plans.append((container, nodes[container["id"]], sizes))
+                self.check_redelivery(container, nodes[container["id"]])
         if not plans:
-            self.result["timings"]["total"] = _round(self.clock() - started)
+            self.result["containers"] = [dict((k, v) for k, v in e.items() if k != "project")
+                                         for e in self.journal.of(project) if e["action"] == "shrunk"]
+            self.result["timings"]["total"] = seconds(self.clock() - started)
             return
         self.result["changed"] = True
         deadline = self.clock() + self.params["drain_timeout"]
-        for container, nodes, sizes in plans:
+        for container, _nodes, sizes in plans:
             entry = {"id": container["id"], "service": container["service"], "action": "shrunk", "queues": [],
                      "pool": {"before": sum(sizes.values()), "after": keep * len(sizes)}}
             # Listed before the first call: a failure midway still tells the rescue what to grow back.
             self.result["containers"].append(entry)
             if self.check_mode:
+                self.result["pools"][container["id"]]["after"] = entry["pool"]["after"]
                 continue
-            self.write_down(project, [entry])
+            self.journal.add(project, [entry])
             for node in sorted(sizes):
                 self._shrink_node(container, node, sizes[node], keep, deadline)
             self.result["pools"][container["id"]]["after"] = entry["pool"]["after"]
-        self.result["timings"]["shrink"] = _round(self.clock() - started)
-        self.result["timings"]["total"] = _round(self.clock() - started)
+        self.result["timings"]["shrink"] = seconds(self.clock() - started)
+        self.result["timings"]["total"] = seconds(self.clock() - started)
 
     def check_redelivery(self, container, nodes):
         """Warn when a task that pool_shrink ends as it starts would be lost rather than redelivered.
@@ -870,29 +1178,26 @@ class CeleryQuiesceManager:
         none. Celery then sees that task's worker lost: with task_acks_late and
         task_reject_on_worker_lost it is put back in the queue, otherwise it is gone.
         """
-        rc, out, err = self.celery(container, "conf", nodes)
-        if rc != 0:
-            _kind, message = classify_failure(rc, out, err)
-            self.warnings.append("celery inspect conf in %s: %s; whether a task ended by pool_shrink is "
-                                 "redelivered is unknown" % (container["name"], message))
+        try:
+            redelivered = parse_redelivery(self.control.inspect("conf", nodes, timeout=REPLY_TIMEOUT,
+                                                                keys=list(REDELIVERY_KEYS)))
+        except CeleryError as exc:
+            self.warn("celery inspect conf in %s: %s; whether a task ended by pool_shrink is redelivered is unknown"
+                      % (container["name"], exc))
             return
-        redelivered = parse_redelivery(out)
         unsafe = [node for node in nodes if not redelivered.get(node, False)]
         if unsafe:
-            self.warnings.append(
+            self.warn(
                 "%s (%s): the Celery configuration does not set both task_acks_late and task_reject_on_worker_lost, "
                 "so a task that pool_shrink ends at the instant it starts is lost, not redelivered; set both "
                 "(or on every task) to use mode=shrink safely" % (", ".join(unsafe), container["name"]))
 
     def pool_sizes(self, container, nodes):
-        rc, out, err = self.celery(container, "stats", nodes)
-        if rc != 0:
-            self._fail_celery(container, "celery inspect stats", rc, out, err)
-        sizes = parse_pool_sizes(out)
+        sizes = parse_pool_sizes(self.control.inspect("stats", nodes, timeout=REPLY_TIMEOUT))
         silent = [node for node in nodes if node not in sizes]
         if silent:
             raise BlueGreenError("celery inspect stats in %s: no reply from %s" % (container["name"], ", ".join(silent)))
-        return {node: sizes[node] for node in nodes}
+        return dict((node, sizes[node]) for node in nodes)
 
     def _shrink_node(self, container, node, size, keep, deadline):
         """pool_shrink one process at a time down to `keep`, each seen gone before the next.
@@ -920,7 +1225,7 @@ class CeleryQuiesceManager:
         cancelled = []
         try:
             while True:
-                ok, message = self._control(container, "pool_shrink", [node], 1)[node]
+                ok, message = self.call("pool_shrink", [node], 1)[node]
                 if ok:
                     return
                 if POOL_BUSY not in message:
@@ -928,14 +1233,13 @@ class CeleryQuiesceManager:
                 if self.clock() >= deadline:
                     raise BlueGreenError(
                         "worker %s: no pool process became idle within drain_timeout (%d s) to shrink the pool to %d"
-                        % (container["name"], self.params["drain_timeout"], keep)
-                    )
+                        % (container["name"], self.params["drain_timeout"], keep))
                 if not cancelled:
-                    cancelled = self._cancel_consumers(container, [node])
+                    cancelled = self._cancel(container, [node])
                 self.sleep(POLL_INTERVAL / 5)
         finally:
             if cancelled:
-                self._add_consumers(container, cancelled, max(deadline, self.clock() + DEFAULT_REPLY_TIMEOUT), [node])
+                self._add_consumers(container, cancelled, max(deadline, self.clock() + REPLY_TIMEOUT), [node])
 
     def _wait_pool_size(self, container, node, wanted, deadline):
         """Poll `inspect stats` until `node` has `wanted` processes."""
@@ -944,118 +1248,88 @@ class CeleryQuiesceManager:
             if size == wanted:
                 return size
             if self.clock() >= deadline:
-                raise BlueGreenError(
-                    "worker %s: pool has %d processes, %d expected, when the deadline passed"
-                    % (container["name"], size, wanted)
-                )
-            self.sleep(POLL_INTERVAL / 2)
+                raise BlueGreenError("worker %s: pool has %d processes, %d expected, when the deadline passed"
+                                     % (container["name"], size, wanted))
+            self.sleep(POLL_INTERVAL)
 
     def _grow(self, container, nodes, sizes, wanted):
         """pool_grow each node of a running worker short of `wanted` processes; {before, after}."""
-        short = {node: wanted - size for node, size in sizes.items() if size < wanted}
+        short = dict((node, wanted - size) for node, size in sizes.items() if size < wanted)
         before = sum(sizes.values())
         pool = {"before": before, "after": before + sum(short.values())}
         if self.check_mode:
             return pool
         for node in sorted(short):
-            ok, message = self._control(container, "pool_grow", [node], short[node])[node]
+            ok, message = self.call("pool_grow", [node], short[node])[node]
             if not ok:
                 raise BlueGreenError("pool_grow refused by %s: %s" % (node, message))
         # Not awaited: the new processes fork and import in the background (seconds
         # on a small host), and nothing here depends on them being up.
         return pool
 
-    def _cancel_consumers(self, container, nodes, before=None):
-        """Cancel every queue the nodes consume; `before(queues)` is called first."""
-        rc, out, err = self.celery(container, "active_queues", nodes)
-        if rc != 0:
-            self._fail_celery(container, "celery inspect active_queues", rc, out, err)
-        by_node = parse_queues(out)
-        queues = sorted({q for node in nodes for q in by_node.get(node, [])})
-        if before is not None:
-            before(queues)
-        for queue in queues:
-            targets = [node for node in nodes if queue in by_node.get(node, [])]
-            answers = self._control(container, "cancel_consumer", targets, queue, replied_only=True)
-            failed = ["%s: %s" % (node, msg) for node, (ok, msg) in sorted(answers.items()) if not ok]
-            if failed:
-                raise BlueGreenError("cancel_consumer %s refused by %s" % (queue, "; ".join(failed)))
-        return queues
+    # -- resume -----------------------------------------------------------------------
 
-    def _held_tasks(self, workers, nodes):
-        """Tasks the workers hold ([] when none), or None when a worker did not answer.
+    def journal_targets(self, project, containers):
+        """This project's journal entries as resume targets, for containers that still exist."""
+        targets = []
+        for entry in self.journal.of(project):
+            if not [c for c in containers if c["id"] == entry["id"]]:
+                self.warn("journal: container %s (service %s) no longer exists; skipped"
+                          % (entry["id"][:12], entry.get("service")))
+                continue
+            pool = entry.get("pool")
+            targets.append({"id": entry["id"], "queues": entry.get("queues") or None,
+                            "pool": pool.get("before") if isinstance(pool, dict) else None})
+        return targets
 
-        `reserved` is read before `active`: a reserved task can only move to
-        active, never back, and with the consumers cancelled nothing new is
-        reserved; so two empty answers in this order mean drained.
+    def resume_plan(self, project, containers, workers, beats):
+        """(targets, queues to consume again, pool sizes to grow back to) of a resume.
+
+        The targets are the given containers and the journal's of this project;
+        with neither, every worker and beat container of the project.
         """
-        held, unknown = [], False
-        for container in workers:
-            for call in ("reserved", "active"):
-                tasks = self.query_tasks(container, nodes[container["id"]], call)
-                if tasks is None:
-                    unknown = True
-                    continue
-                for node in sorted(tasks):
-                    for task in tasks[node]:
-                        held.append({"id": task["id"], "name": task["name"], "state": call,
-                                     "worker": node, "container": container["id"]})
-        held.sort(key=lambda t: (t["state"] != "active", t["worker"], t["id"]))
-        if unknown:
-            return held or None
-        return held
-
-    def _wait_exited(self, containers, timeout, what):
-        ids = [c["id"] for c in containers]
-        deadline = self.clock() + timeout
-        while True:
-            live = [c for c in self.cli.inspect_containers(ids) if c["running"] or c["paused"]]
-            if not live:
-                return
-            if self.clock() >= deadline:
-                raise BlueGreenError(
-                    "%s container(s) %s still running after docker stop" % (what, ", ".join(c["name"] for c in live))
-                )
-            self.sleep(0.2)
-
-    # -- resume -----------------------------------------------------------
+        from_journal = self.journal_targets(project, containers)
+        given = self.resume_targets or []
+        extra = [t for t in from_journal if not any(t["id"].startswith(g["id"]) for g in given)]
+        if self.resume_targets is None and not extra:
+            targets = workers + beats
+        else:
+            self.result["from_journal"] = [t["id"] for t in extra]
+            targets = []
+            for target in given + extra:
+                matches = [c for c in containers if c["id"].startswith(target["id"])]
+                if len(matches) != 1:
+                    raise BlueGreenError(
+                        "containers: %s is not a container of project %s" % (target["id"], project)
+                        if not matches else "containers: %s matches several containers" % target["id"])
+                if matches[0]["id"] not in [t["id"] for t in targets]:
+                    targets.append(matches[0])
+        queues_for, pool_for = {}, {}
+        for target in given + from_journal:
+            match = [c for c in containers if c["id"].startswith(target["id"])]
+            if match and target["queues"] is not None:
+                queues_for[match[0]["id"]] = target["queues"]
+            if match and target["pool"] is not None:
+                pool_for[match[0]["id"]] = target["pool"]
+        for target in targets:
+            if target["state"] not in ("running", "paused", "exited", "created"):
+                raise BlueGreenError("container %s (service %s) is %s and cannot be resumed"
+                                     % (target["name"], target["service"], target["state"]))
+        return targets, queues_for, pool_for
 
     def resume(self, project):
         started = self.clock()
         timings = self.result["timings"]
         containers, workers, beats = self.load_project(project)
-        queues_for, pool_for = {}, {}
-        from_journal = self.journal_targets(project, containers)
-        if self.resume_targets is None:
-            targets = workers + beats
-            for target in from_journal:
-                if target["queues"] is not None:
-                    queues_for[target["id"]] = target["queues"]
-                if target["pool"] is not None:
-                    pool_for[target["id"]] = target["pool"]
-        else:
-            targets = []
-            given = [t["id"] for t in self.resume_targets]
-            extra = [t for t in from_journal if not any(t["id"].startswith(g) for g in given)]
-            self.result["from_journal"] = [t["id"] for t in extra]
-            for target in self.resume_targets + extra:
-                matches = [c for c in containers if c["id"].startswith(target["id"])]
-                if len(matches) != 1:
-                    raise BlueGreenError(
-                        "containers: %s is not a container of project %s" % (target["id"], project)
-                        if not matches else "containers: %s matches several containers" % target["id"]
-                    )
-                if matches[0]["id"] not in [t["id"] for t in targets]:
-                    targets.append(matches[0])
-                if target["queues"] is not None:
-                    queues_for[matches[0]["id"]] = target["queues"]
-                if target["pool"] is not None:
-                    pool_for[matches[0]["id"]] = target["pool"]
-        for target in targets:
-            if target["state"] not in ("running", "paused", "exited", "created"):
-                raise BlueGreenError(
-                    "container %s (service %s) is %s and cannot be resumed" % (target["name"], target["service"], target["state"])
-                )
+        # A container a quiesce told to stop may still be in its warm shutdown: it is brought back once it has
+        # exited (started now, it would be stopped a moment later by that stop).
+        stopping = self.still_stopping(project, containers)
+        if stopping and not self.check_mode:
+            if not self.await_exited(project, stopping):
+                timings["total"] = seconds(self.clock() - started)
+                return
+            containers, workers, beats = self.load_project(project)
+        targets, queues_for, pool_for = self.resume_plan(project, containers, workers, beats)
         first = [c for c in targets if c["service"] not in self.beat_services]
         last = [c for c in targets if c["service"] in self.beat_services]
         to_unpause = [c for c in first if c["paused"]]
@@ -1063,200 +1337,236 @@ class CeleryQuiesceManager:
         # Every running worker of the project, given or not: one left consuming
         # nothing by an interrupted quiesce gets its queues back.
         running_workers = [c for c in workers if c["running"]]
-        beat_unpause = [c for c in last if c["paused"]]
-        beat_start = [c for c in last if not c["running"] and not c["paused"]]
+        beat_back = [c for c in last if not c["running"]]
+        target_ids = set(c["id"] for c in targets)
+        wanted_pool = dict((c["id"], self.params["processes"] or pool_for.get(c["id"])) for c in running_workers
+                           if c["id"] in target_ids and (self.params["processes"] or pool_for.get(c["id"])))
 
-        # Check before changing anything: every running worker answers as a Celery worker.
-        nodes = {}
-        for container in running_workers:
-            nodes[container["id"]] = self.find_nodes(container)
-        starving = []
-        for container in running_workers:
-            rc, out, err = self.celery(container, "active_queues", nodes[container["id"]])
-            if rc != 0:
-                self._fail_celery(container, "celery inspect active_queues", rc, out, err)
-            by_node = parse_queues(out)
-            if not any(by_node.get(node) for node in nodes[container["id"]]):
-                starving.append(container)
-        # Running workers to grow: back to the size a shrink recorded, or to `processes`.
-        target_ids = {c["id"] for c in targets}
-        to_grow = []
-        for container in running_workers:
-            wanted = self.params["processes"] or pool_for.get(container["id"])
-            if container["id"] in target_ids and wanted:
-                sizes = self.pool_sizes(container, nodes[container["id"]])
-                if any(size < wanted for size in sizes.values()):
-                    to_grow.append((container, sizes, wanted))
+        # Check before changing anything: every running worker answers as a Celery worker - but one of the
+        # targets that an earlier call of this resume started may still be booting: it is waited for below.
+        starving, to_grow, nodes, booting = [], [], {}, []
+        if running_workers:
+            self.open_control(containers)
+            nodes = self.find_nodes([c for c in running_workers if c["id"] not in target_ids])
+            for container in [c for c in running_workers if c["id"] in target_ids]:
+                try:
+                    nodes.update(self.find_nodes([container]))
+                except BlueGreenError:
+                    booting.append(container)
+            for container in [c for c in running_workers if c["id"] in nodes]:
+                by_node = parse_queues(self.control.inspect("active_queues", nodes[container["id"]],
+                                                            timeout=REPLY_TIMEOUT))
+                if not any(by_node.get(node) for node in nodes[container["id"]]):
+                    starving.append(container)
+                if container["id"] in wanted_pool:
+                    sizes = self.pool_sizes(container, nodes[container["id"]])
+                    if any(size < wanted_pool[container["id"]] for size in sizes.values()):
+                        to_grow.append((container, sizes, wanted_pool[container["id"]]))
 
-        order = to_unpause + to_start + beat_unpause + beat_start
-        self.result["resumed"] = [c["id"] for c in to_unpause + to_start] + [c["id"] for c in beat_unpause + beat_start]
-        if not order and not starving and not to_grow:
-            self._forget(project)
-            timings["total"] = _round(self.clock() - started)
+        self.result["resumed"] = [c["id"] for c in to_unpause + to_start + beat_back]
+        if not (to_unpause or to_start or beat_back or starving or to_grow or booting):
+            if not self.check_mode:
+                self.journal.forget(project)
+            timings["total"] = seconds(self.clock() - started)
             return
         self.result["changed"] = True
         if self.check_mode:
             for container, sizes, wanted in to_grow:
                 self.result["pools"][container["id"]] = self._grow(container, nodes[container["id"]], sizes, wanted)
-            timings["total"] = _round(self.clock() - started)
+            timings["total"] = seconds(self.clock() - started)
             return
 
         mark = self.clock()
-        self.cli.container_op("unpause", [c["id"] for c in to_unpause])
-        self.cli.container_op("start", [c["id"] for c in to_start])
-        timings["start"] = _round(self.clock() - mark)
+        self.engine.unpause([c["id"] for c in to_unpause])
+        self.engine.start([c["id"] for c in to_start])
+        timings["start"] = seconds(self.clock() - mark)
 
         mark = self.clock()
-        deadline = mark + self.params["ready_timeout"]
-        for container in to_unpause + starving:
-            if container["service"] not in self.worker_services:
-                continue
-            wanted = queues_for.get(container["id"], self.params["queues"])
-            self._add_consumers(container, wanted, deadline, nodes.get(container["id"]))
-        self._wait_ready([c for c in to_start if c["service"] in self.worker_services], deadline)
-        timings["ready"] = _round(self.clock() - mark)
+        with Wait("ready:%s" % project, self.params["ready_timeout"], self.journal, self.params["wait_slice"]) as wait:
+            if any(c["service"] in self.worker_services for c in to_unpause + starving):
+                self.open_control(self.engine.inspect([c["id"] for c in containers]))
+            for container in to_unpause + starving:
+                if container["service"] in self.worker_services:
+                    self._add_consumers(container, queues_for.get(container["id"], self.params["queues"]), wait.deadline,
+                                        nodes.get(container["id"]), wall=True)
+            if not self._wait_ready([c for c in first if c["service"] in self.worker_services], wait, containers):
+                timings["ready"] = seconds(self.clock() - mark)
+                return
+            timings["ready"] = seconds(self.clock() - mark)
 
-        if to_grow:
+            if to_grow and self.params["pressure"]:
+                settled = self.host_settled()
+                if settled is None:
+                    return
+                if not settled:
+                    to_grow = []
+            if to_grow:
+                mark = self.clock()
+                for container, sizes, wanted in to_grow:
+                    self.result["pools"][container["id"]] = self._grow(container, nodes[container["id"]], sizes, wanted)
+                timings["grow"] = seconds(self.clock() - mark)
+
             mark = self.clock()
-            for container, sizes, wanted in to_grow:
-                self.result["pools"][container["id"]] = self._grow(container, nodes[container["id"]], sizes, wanted)
-            timings["grow"] = _round(self.clock() - mark)
+            self.engine.unpause([c["id"] for c in beat_back if c["paused"]])
+            self.engine.start([c["id"] for c in beat_back if not c["paused"]])
+            if beat_back:
+                down = [c["name"] for c in self.engine.inspect([c["id"] for c in beat_back]) if not c["running"]]
+                if down:
+                    raise BlueGreenError("beat container(s) %s did not stay running after start" % ", ".join(down))
+            timings["beat"] = seconds(self.clock() - mark)
+            self.journal.forget(project)
+            timings["total"] = seconds(self.clock() - started)
 
-        mark = self.clock()
-        self.cli.container_op("unpause", [c["id"] for c in beat_unpause])
-        self.cli.container_op("start", [c["id"] for c in beat_start])
-        beat_ids = [c["id"] for c in beat_unpause + beat_start]
-        if beat_ids:
-            down = [c["name"] for c in self.cli.inspect_containers(beat_ids) if not c["running"]]
-            if down:
-                raise BlueGreenError("beat container(s) %s did not stay running after start" % ", ".join(down))
-        timings["beat"] = _round(self.clock() - mark)
-        self._forget(project)
-        timings["total"] = _round(self.clock() - started)
+    def host_settled(self):
+        """Before pools grow: True once the host has settled, False (with a warning) if it did not within the
+        wait, None when this call's slice ended first."""
+        pressure = self.params["pressure"]
+        with Wait("grow:%s" % self.project, pressure["wait_timeout"], self.journal, self.params["wait_slice"]) as wait:
+            limits = dict((key, pressure[key])
+                          for key in ("cpu_some_avg10_max", "memory_some_avg10_max", "mem_available_min_mb"))
+            limits["disk_free_min_mb"] = 0
+            outcome = Gauge(self.module).wait(limits, pressure["wait_timeout"], interval=1.0,
+                                              until=time.monotonic() + wait.remaining())
+            self.result["pressure"] = outcome["readings"]
+            if outcome["settled"]:
+                wait.done()
+                return True
+            if outcome["impossible"] or wait.expired():
+                wait.done()
+                self.warn("the host did not settle within %s s (%s): the pools of %s keep their size; grow them later "
+                          "with state=resumed%s" % (pressure["wait_timeout"], "; ".join(outcome["exceeded"]),
+                                                    self.project, " processes=%s" % self.params["processes"]
+                                                    if self.params["processes"] else " and the same containers"))
+                return False
+            wait.pause()
+            self.result.update(waiting=True, progress=wait.progress("host pressure before the pools of %s grow (%s)" % (
+                self.project, "; ".join(outcome["exceeded"]))))
+            return None
 
-    def _forget(self, project):
-        """Everything of the project is back: its journal entries are done with."""
-        path = self.params["journal"]
-        if path and not self.check_mode:
-            try:
-                entries = read_journal(path)
-            except BlueGreenError:
-                return  # already warned about by journal_targets
-            if any(entry["project"] == project for entry in entries):
-                write_journal(path, journal_without(entries, project))
-
-    def _add_consumers(self, container, queues, deadline, nodes=None):
+    def _add_consumers(self, container, queues, deadline, nodes=None, wall=False):
         """add_consumer for each queue; its reply is the worker's readiness answer."""
+        now = time.time if wall else self.clock
         nodes = nodes or [node_name(container["hostname"])]
         for queue in queues:
             while True:
-                remaining = max(deadline - self.clock(), 0.5)
-                rc, out, err = self.celery(container, "add_consumer", nodes, queue=queue,
-                                           timeout=min(DEFAULT_REPLY_TIMEOUT, remaining))
-                answers = parse_control(out) if rc == 0 else {}
-                if answers and all(ok for ok, _msg in answers.values()):
+                try:
+                    answers = self.call("add_consumer", nodes, queue)
+                except CeleryError as exc:
+                    answers = {nodes[0]: (False, str(exc))}
+                if all(ok for ok, _msg in answers.values()):
                     break
-                if self.clock() >= deadline:
-                    _kind, message = classify_failure(rc, out, err) if rc != 0 else (None, str(answers))
-                    raise BlueGreenError(
-                        "worker %s did not take back queue %s within ready_timeout (%d s): %s"
-                        % (container["name"], queue, self.params["ready_timeout"], message)
-                    )
+                if now() >= deadline:
+                    raise BlueGreenError("worker %s did not take back queue %s within ready_timeout (%d s): %s"
+                                         % (container["name"], queue, self.params["ready_timeout"],
+                                            "; ".join(msg for _ok, msg in answers.values())))
                 self.sleep(POLL_INTERVAL)
 
-    def _wait_ready(self, workers, deadline):
-        """Until each started worker is healthy (Docker) or answers ping, or the deadline."""
-        pending = {c["id"]: c for c in workers}
-        while pending:
-            for current in self.cli.inspect_containers(list(pending)):
-                if current["health"] == "healthy":
-                    pending.pop(current["id"], None)
-                    continue
-                if not current["running"]:
-                    continue
-                node = node_name(current["hostname"])
-                remaining = max(min(deadline - self.clock(), 2.0), 0.5)
-                rc, out, _err = self.celery(current, "ping", [node], timeout=remaining)
-                if rc == 0 and node in parse_ping(out):
-                    pending.pop(current["id"], None)
-            if not pending:
-                return
-            if self.clock() >= deadline:
-                states = self.cli.inspect_containers(list(pending))
-                raise BlueGreenError(
-                    "worker(s) not ready within ready_timeout (%d s): %s" % (
-                        self.params["ready_timeout"],
-                        ", ".join("%s (%s, health %s)" % (c["name"], c["state"], c["health"]) for c in states),
-                    )
-                )
-            self.sleep(POLL_INTERVAL)
+    def _wait_ready(self, workers, wait, containers):
+        """Until each started worker answers Celery's ping (asked from a container already up; a worker with
+        another node name is found by a ping to all), or the deadline; False when this call's slice ended first.
 
-    # -- run --------------------------------------------------------------
+        Docker's health is not taken for readiness: only a worker that answers is consuming.
+        """
+        pending = dict((c["id"], c) for c in workers)
+        if not pending:
+            return True
+        # Read again: the workers just started are running now, and may be all there is to ask from.
+        control = self.open_control(self.engine.inspect([c["id"] for c in containers]))
+        last_broadcast = 0.0
+        while pending:
+            current = self.engine.inspect(list(pending))
+            gone = [c for c in current if c["state"] in ("exited", "dead")]
+            if gone:
+                raise BlueGreenError("worker(s) exited while coming back: %s; last log lines: %s" % (
+                    ", ".join("%s (exit code %s)" % (c["name"], c["exit_code"]) for c in gone),
+                    " | ".join(self.engine.logs(gone[0]["id"], tail=5))))
+            defaults = dict((node_name(c["hostname"]), c["id"]) for c in current if c["running"] and c["id"] in pending)
+            if defaults:
+                for node in parse_ping(control.ping(destination=sorted(defaults), timeout=0.5)):
+                    pending.pop(defaults.get(node), None)
+            if pending and self.clock() - last_broadcast > 3.0:
+                # A worker started with another node name answers a ping to all, matched by hostname.
+                last_broadcast = self.clock()
+                everyone = parse_ping(control.ping(timeout=1.0))
+                for c in current:
+                    if nodes_of_host(everyone, c["hostname"]):
+                        pending.pop(c["id"], None)
+            if not pending:
+                break
+            if wait.expired():
+                states = self.engine.inspect(list(pending))
+                raise BlueGreenError("worker(s) not ready within ready_timeout (%d s): %s" % (
+                    self.params["ready_timeout"],
+                    ", ".join("%s (%s, health %s)" % (c["name"], c["state"], c["health"]) for c in states)))
+            if wait.slice_over():
+                wait.pause()
+                self.result.update(waiting=True, progress=wait.progress("the workers of %s answering Celery's ping"
+                                                                        % self.project))
+                return False
+            self.sleep(POLL_INTERVAL)
+        return True
+
+    # -- run --------------------------------------------------------------------------
 
     def run(self):
-        self.validate_params()
-        project = self.resolve_project()
-        self.result["project"] = project
-        self.cli.info()
+        self.project = self.resolve_project()
+        self.result["project"] = self.project
         if self.params["state"] == "quiesced":
-            self.quiesce(project)
+            self.quiesce(self.project)
         else:
-            self.resume(project)
-        return self.finish()
+            self.resume(self.project)
 
-    def finish(self):
-        self.result["actions"] = list(self.cli.actions)
-        if self.warnings:
-            self.result["warnings"] = list(self.warnings)
-        return self.result
+    def partial(self):
+        if getattr(self, "project", None) and self.params["state"] == "quiesced" and self.params["mode"] != "shrink":
+            self.report_stopped(self.project, getattr(self, "planned", []))
+        engine = getattr(self, "engine", None)
+        if engine is not None:
+            self.result["actions"] = list(engine.actions)
+        return dict(self.result)
+
+
+ARGUMENT_SPEC = dict(
+    app=dict(type="str"),
+    color=dict(type="str", choices=["blue", "green", "active", "idle"]),
+    project=dict(type="str"),
+    state_dir=dict(type="path", default="/var/lib/lowspec-bluegreen"),
+    state=dict(type="str", choices=["quiesced", "resumed"], default="quiesced"),
+    mode=dict(type="str", choices=["stop", "pause", "shrink"], default="stop"),
+    keep_processes=dict(type="int", default=1),
+    processes=dict(type="int"),
+    worker_services=dict(type="list", elements="str", default=["worker"]),
+    beat_services=dict(type="list", elements="str", default=["beat"]),
+    control_service=dict(type="str", default=""),
+    celery_app=dict(type="str", required=True),
+    celery_command=dict(type="list", elements="str", default=["celery"]),
+    drain_timeout=dict(type="int", default=300),
+    stop_timeout=dict(type="int", default=60),
+    ready_timeout=dict(type="int", default=120),
+    visibility_timeout=dict(type="int", default=3600),
+    max_pause=dict(type="int", default=600),
+    wait_slice=dict(type="int", default=0),
+    broker_check=dict(type="bool", default=True),
+    wait_exited=dict(type="bool", default=True),
+    containers=dict(type="list", elements="raw"),
+    journal=dict(type="path"),
+    queues=dict(type="list", elements="str", default=["celery"]),
+    pressure=dict(type="dict", options=dict(
+        cpu_some_avg10_max=dict(type="float", default=80),
+        memory_some_avg10_max=dict(type="float", default=20),
+        mem_available_min_mb=dict(type="int", default=128),
+        disk_free_min_mb=dict(type="int", default=1024),
+        wait_timeout=dict(type="int", default=120),
+    )),
+)
 
 
 def main():
-    argument_spec = dict(
-        app=dict(type="str"),
-        color=dict(type="str", choices=["blue", "green", "active", "idle"]),
-        project=dict(type="str"),
-        state_dir=dict(type="path", default="/var/lib/lowspec-bluegreen"),
-        state=dict(type="str", choices=["quiesced", "resumed"], default="quiesced"),
-        mode=dict(type="str", choices=["stop", "pause", "shrink"], default="stop"),
-        keep_processes=dict(type="int", default=1),
-        processes=dict(type="int"),
-        worker_services=dict(type="list", elements="str", default=["worker"]),
-        beat_services=dict(type="list", elements="str", default=["beat"]),
-        celery_app=dict(type="str", required=True),
-        celery_command=dict(type="list", elements="str", default=["celery"]),
-        drain_timeout=dict(type="int", default=300),
-        stop_timeout=dict(type="int", default=60),
-        ready_timeout=dict(type="int", default=120),
-        visibility_timeout=dict(type="int", default=3600),
-        max_pause=dict(type="int", default=600),
-        containers=dict(type="list", elements="raw"),
-        journal=dict(type="path"),
-        queues=dict(type="list", elements="str", default=["celery"]),
-        docker_host=dict(type="str"),
-    )
-    module = AnsibleModule(
-        argument_spec=argument_spec,
+    run_module(
+        CeleryQuiesceManager, ARGUMENT_SPEC,
         mutually_exclusive=[("app", "project")],
         required_one_of=[("app", "project")],
         required_together=[("app", "color")],
-        supports_check_mode=True,
     )
-    manager = None
-    try:
-        manager = CeleryQuiesceManager(module)
-        result = manager.run()
-    except DockerCLIError as exc:
-        partial = manager.finish() if manager else {}
-        partial.update(exc.details())
-        module.fail_json(msg=str(exc), **partial)
-    except BlueGreenError as exc:
-        partial = manager.finish() if manager else {}
-        module.fail_json(msg=str(exc), **partial)
-    except Exception as exc:  # pylint: disable=broad-except
-        partial = manager.finish() if manager else {}
-        module.fail_json(msg="unexpected error: %s" % exc, exception=traceback.format_exc(), **partial)
-    module.exit_json(**result)
 
 
 if __name__ == "__main__":

@@ -9,19 +9,28 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 ---
 module: compose_project_color
-short_description: Inspect, start, stop, pause or remove one color of a blue-green Compose app, and record the active color
+short_description: Prepare, start in stages, stop, freeze or remove one color of a blue-green Compose app, and record the active color
 version_added: 0.1.0
 description:
   - Manages one color (V(blue) or V(green)) of an app deployed blue-green with Docker Compose. Each color is its
     own Compose project C(<app>-<color>) made from the same compose files.
   - Records which color is active in a small state file on the host, C(<state_dir>/<app>.json), written
     atomically (temporary file, C(fsync), rename; mode V(0644)) with a bounded history of recent deploys.
-  - Every Docker and Compose command is an argument list (never a shell). O(env) reaches Compose through its
-    environment, never its command line. The module always sets C(BLUEGREEN_COLOR) to the color it acts on and,
-    when O(release) is set, C(BLUEGREEN_RELEASE), over any value O(env) gives them.
+  - "Each deploy phase is one call that does its own bounded waiting: O(state=prepared) checks everything a deploy
+    needs before it touches anything (and brings the O(shared) project up); O(state=started) waits for host
+    pressure, starts the services, and waits until they are ready - the web healthy on its own port (O(health)),
+    the Celery workers answering a ping (O(celery)) - then starts beat after the other color's has exited, and
+    with O(activate) records the color as active."
+  - Containers are reached through the Docker SDK; Compose runs as the Compose CLI. Every command is an
+    argument list (never a shell). O(env) reaches Compose through its environment, never its command line. The
+    module always sets C(BLUEGREEN_COLOR) to the color it acts on, C(BLUEGREEN_RELEASE) when O(release) is set,
+    and the variable O(web_port_variable) to the color's port in O(web_ports), over any value O(env) gives them.
+  - Every container O(state=started) creates carries the label C(io.lowspec.bluegreen.release) with its release
+    (added through a generated compose file listed after O(files)), so that what a color runs is read, not guessed.
   - B(Which color is active.) The state file's color is checked against what runs, the O(web_service)
-    containers of both colors. The resolutions below apply in this order; all but 1 and 6 also return a
-    warning.
+    containers of both colors (for O(state=inspect), O(state=prepared), and O(color=active) or O(color=idle); a
+    call that names the color and acts on it reads no more than that color). The resolutions below apply in
+    this order; all but 1 and 6 also return a warning.
   - Resolution 1. State file names X and X's web runs (the other color's may run too, the previous
     release) - X is active.
   - Resolution 2. State file names X, X's web does not run, the other color's web runs - the B(running)
@@ -33,12 +42,15 @@ description:
   - Resolution 6. No state file and no web runs - there is no active color; O(color=idle) resolves to
     V(blue) and O(color=active) fails.
   - "A web service I(runs) when at least one of its containers is running and not paused."
+  - B(A wait ends as soon as its outcome is known.) A container the call waits on that exits or keeps
+    restarting fails the call at once, with its last log lines in RV(logs) and in the message.
   - B(Bad input fails before anything changes), naming the option - an O(app) Compose would reject, an unknown
     O(color) or O(state), a missing O(project_src), compose file or env file, compose files that
     C(docker compose config) rejects, a service in O(services) the compose files do not define, a negative
     timeout, a Docker daemon that does not answer (O(docker_host)), Compose v1 or no Compose.
 extends_documentation_fragment:
   - lowspec.bluegreen._compose
+  - lowspec.bluegreen._common
   - lowspec.bluegreen._docker
   - lowspec.bluegreen._attributes
 attributes:
@@ -48,12 +60,12 @@ attributes:
       - Runs every read-only check (daemon, Compose, compose files, images, architecture, containers, state file)
         and reports in C(actions) the commands it would run, in C(containers) the containers it would stop,
         freeze or start, and changes nothing. Images that would be pulled or built are not checked for their
-        architecture in check mode.
+        architecture in check mode, and nothing is waited for.
   diff_mode:
     support: full
     details:
-      - O(state=active) returns the state file change (active color and release). The other states return the
-        targeted services' states before and after.
+      - O(state=active) (and O(activate)) returns the state file change (active color and release). The other
+        states return the targeted services' states before and after.
   idempotent:
     support: partial
     details:
@@ -70,35 +82,38 @@ options:
     default: idle
   state:
     description:
-      - V(inspect) changes nothing and reports colors, services and history.
-      - V(started) makes the targeted services run the current configuration - C(docker compose up --detach)
-        (with C(--wait) when O(wait)), which creates missing containers and recreates those whose configuration
-        or image changed. That is right for the idle color a deploy starts, and wrong for an old color during a
-        deploy; use V(unpaused) there. Before anything starts, the compose files are validated, images are
-        pulled or built per O(pull) and O(build), and each image's architecture is checked against the host's;
-        any failure stops the module before a container is touched. No change when every targeted service
-        already has its containers running the current configuration and image (and healthy, where the service
-        has a health check and O(wait) is on).
-      - V(prepared) does everything V(started) does before starting - validates the compose files, pulls or
-        builds images per O(pull) and O(build), checks each image's architecture against the host's - and starts
-        nothing. A deploy runs it while the old release still serves, so that a missing or wrong-architecture
-        image fails the deploy before anything was quiesced. Changed only when it pulled or built an image.
-      - V(stopped) runs C(docker stop --time) O(stop_timeout) on the targeted services' running (or paused)
-        containers, found by Compose labels. It never creates or recreates a container.
+      - V(inspect) changes nothing and reports colors, services (with the release each runs) and history.
+      - V(prepared) does everything a deploy needs before it changes a container - validates the compose files,
+        pulls or builds images per O(pull) and O(build), checks each image's architecture against the host's
+        (C(docker info)), checks free disk under the Docker root and available memory (with O(pressure)) - and
+        returns RV(release_active) and RV(compose_command). Then, with O(shared), it brings the shared project up.
+        A deploy runs it while the old release still serves, so that a missing or wrong-architecture image fails
+        the deploy before anything was quiesced. Changed only when it pulled or built an image or started a
+        shared service.
+      - V(started) makes the targeted services run the current configuration, in stages. With O(pressure), it
+        first waits for the host to settle. Then it runs C(docker compose up --detach) for every target but the
+        beat services, which creates missing containers and recreates those whose configuration or image
+        changed; with O(wait) it waits until they are ready (see O(wait)). Then the beat services start, once the
+        other color's beat has exited (see O(other_beat)). With O(activate), the color is then recorded as
+        active. No change when every target already runs the current configuration and image. Images are not
+        pulled or built here (O(state=prepared) does that); a missing one fails before anything starts.
+      - V(stopped) runs C(docker stop) with O(stop_timeout) of grace on the targeted services' running (or
+        paused) containers, found by Compose labels. It never creates or recreates a container.
       - V(paused) runs C(docker pause) on the targeted services' running containers (the cgroup freezer; CPU is
         freed, memory is not). It never creates or recreates a container.
       - V(unpaused) brings existing containers back without recreating them - C(docker unpause) of the paused
         ones and C(docker start) of the stopped ones - even when the compose files or environment changed since
-        they were created. This is how a rescue restores the old color. With O(wait), it then waits until they
-        run (and are healthy, where they have a health check).
+        they were created. With O(release), it first refuses when those containers run another release (their
+        label says which), naming it and the way back. With O(wait), it then waits until they are ready, as
+        O(state=started) does.
       - V(absent) removes the color. With O(project_src) and no O(services) it runs
         C(docker compose down --remove-orphans --timeout) O(stop_timeout) (C(--volumes) with O(remove_volumes)).
-        With O(services), or without O(project_src), it works by labels - C(docker stop --time) O(stop_timeout),
-        then C(docker rm) of the containers, and (without O(services)) C(docker network rm) of the project's
-        networks and, with O(remove_volumes), C(docker volume rm) of its volumes.
+        With O(services), or without O(project_src), it works by labels - stop, then remove the containers,
+        and (without O(services)) the project's networks and, with O(remove_volumes), its volumes.
       - V(active) records the resolved color as active in the state file, with O(release) and the O(record)
         facts in a new history entry. Recording the active color again with the same release is no change.
-        It changes no container. A warning is returned when that color's web is not running.
+        It changes no container. A warning is returned when that color's web is not running. With O(journal),
+        the journal is removed, as what it lists is meant to stay as it is now.
     type: str
     choices: [inspect, prepared, started, stopped, paused, unpaused, absent, active]
     default: inspect
@@ -114,25 +129,50 @@ options:
   web_service:
     description:
       - The service that serves traffic. Its containers in both colors decide which color really runs (see the
-        description).
+        description), and O(health) checks it.
     type: str
     default: web
+  web_ports:
+    description:
+      - "The host port of each color's web, for example V({blue: 8001, green: 8002}). The module passes the
+        color's port to Compose as O(web_port_variable), and O(health) checks the web on it."
+    type: dict
+  web_port_variable:
+    description:
+      - The compose variable that receives the color's port from O(web_ports).
+    type: str
+    default: BLUEGREEN_WEB_PORT
+  compose_command:
+    description:
+      - The Compose v2 command, for example V([docker, compose]) or V([/usr/local/bin/docker-compose]), as
+        RV(compose_command) returned it. When not set, it is detected (the C(docker compose) plugin, else a
+        standalone C(docker-compose) v2), which costs a command; a deploy detects it once and passes it on.
+    type: list
+    elements: str
   wait:
     description:
-      - Wait until the targeted containers run, and are healthy where the service has a Docker health check.
-      - When not set, V(true) for O(state=started) and O(state=unpaused), V(false) otherwise (other states do not
-        use it).
-      - For O(state=started) this is C(docker compose up --wait); a container that ends unhealthy or exits fails
-        the module, and the last log lines of the targeted services that are not ready are returned in RV(logs).
+      - With O(state=started) and O(state=unpaused), wait until the targeted containers are ready - the
+        O(web_service) healthy on its port when O(health) is set; the O(celery) worker services answering
+        Celery's ping; any other service running, and healthy where it has a Docker health check.
+      - When not set, V(true) for O(state=started) and O(state=unpaused), V(false) otherwise.
     type: bool
   wait_timeout:
     description:
-      - Seconds to wait with O(wait). Zero or more.
+      - Seconds to wait for services other than the web and the workers to be ready. Zero or more.
     type: int
     default: 300
+  wait_slice:
+    description:
+      - The longest one call waits, in seconds (pressure, health, readiness). When a wait is not over at the end
+        of its slice, the call returns RV(waiting) true and a RV(progress) sentence instead of waiting on, and the
+        next call with the same arguments goes on from there, its deadline unchanged (the wait's start is kept
+        in O(journal)). Repeat the task with C(until) and C(retries) to show progress.
+      - V(0) (and any call without O(journal)) waits until the deadline in one call.
+    type: int
+    default: 0
   pull:
     description:
-      - For O(state=started) and O(state=prepared), when to pull the images of the targeted services that are not built.
+      - For O(state=prepared), when to pull the images of the targeted services that are not built.
       - V(missing) pulls images that are not present locally; V(always) pulls them all; V(never) pulls nothing and
         fails if an image is missing.
     type: str
@@ -140,7 +180,7 @@ options:
     default: missing
   build:
     description:
-      - For O(state=started) and O(state=prepared), when to build the images of targeted services that have a C(build) section.
+      - For O(state=prepared), when to build the images of targeted services that have a C(build) section.
       - V(never) builds nothing; V(missing) builds images that are not present locally; V(always) rebuilds them.
     type: str
     choices: [never, always, missing]
@@ -148,19 +188,21 @@ options:
   release:
     description:
       - The release label (for example a version or a commit).
-      - Passed to Compose as C(BLUEGREEN_RELEASE) (so compose files can use it in image tags).
-      - Recorded with O(state=active). When not set there, the release last recorded for that color is kept (a
-        rollback to the previous color keeps its release).
+      - Passed to Compose as C(BLUEGREEN_RELEASE) (so compose files can use it in image tags), set as the label
+        C(io.lowspec.bluegreen.release) of the containers O(state=started) creates, and expected by O(health) in
+        the web's answer.
+      - Recorded with O(state=active) and O(activate). When not set there, the release last recorded for that
+        color is kept (a rollback to the previous color keeps its release).
     type: str
   record:
     description:
-      - With O(state=active), extra facts merged into the new history entry (timings, what was stopped, the
-        drain outcome...). The keys C(release), C(color), C(previous_color), C(previous_release) and C(at) are the
-        module's own and cannot be overridden.
+      - With O(state=active) and O(activate), extra facts merged into the new history entry (timings, what was
+        stopped, the drain outcome...). The keys C(release), C(color), C(previous_color), C(previous_release) and
+        C(at) are the module's own and cannot be overridden.
     type: dict
   history_size:
     description:
-      - With O(state=active), how many history entries the state file keeps (newest first). Zero or more.
+      - How many history entries the state file keeps (newest first). Zero or more.
     type: int
     default: 10
   state_dir:
@@ -169,6 +211,13 @@ options:
         recorded.
     type: path
     default: /var/lib/lowspec-bluegreen
+  journal:
+    description:
+      - The deploy's record of progress on the host (the role passes C(<state_dir>/<app>.journal.json), shared with
+        M(lowspec.bluegreen.celery_quiesce)). The start of a wait that spans several calls is kept there (see
+        O(wait_slice)), and so is the other color's beat when O(other_beat=stop) stops it, before it is stopped.
+      - Removed by O(state=active) and O(activate).
+    type: path
   remove_volumes:
     description:
       - With O(state=absent), also remove the project's volumes (named volumes declared in the compose files, and
@@ -178,19 +227,190 @@ options:
   stop_timeout:
     description:
       - Seconds a container gets between C(SIGTERM) and C(SIGKILL) when it is stopped (O(state=stopped),
-        O(state=absent), and containers that O(state=started) recreates). Long enough for the longest task.
-        Zero or more.
+        O(state=absent), the other color's beat, and containers that O(state=started) recreates). Long enough for
+        the longest task. Zero or more.
     type: int
     default: 60
+  logs:
+    description:
+      - With O(state=stopped), the services whose last log lines are returned in RV(logs) (read before the
+        stop), for example the failing service of a deploy being rescued.
+    type: list
+    elements: str
+    default: []
+  activate:
+    description:
+      - With O(state=started), record the color as active once every target is ready (as O(state=active) does).
+    type: bool
+    default: false
+  other_beat:
+    description:
+      - With O(state=started), what to do when a beat service is to start while the other color's beat still runs
+        (there must never be two schedulers).
+      - V(refuse) fails before the beat starts; the deploy quiesces the old beat first
+        (M(lowspec.bluegreen.celery_quiesce)).
+      - V(stop) stops the other color's beat (O(stop_timeout) of grace), sees it exited, and only then starts
+        this color's; the stopped beat is written to O(journal) first, so that a rescue brings it back.
+    type: str
+    choices: [refuse, stop]
+    default: refuse
+  pressure:
+    description:
+      - Host pressure admission. With O(state=started), wait until the host has settled before anything starts
+        (skipped when the targets are already up to date); with O(state=prepared), check the free disk under the
+        Docker root and the available memory once. See M(lowspec.bluegreen.host_pressure) for the readings.
+    type: dict
+    suboptions:
+      cpu_some_avg10_max:
+        description: Highest CPU pressure (C(some avg10) of C(/proc/pressure/cpu), percent) to start at.
+        type: float
+        default: 80
+      memory_some_avg10_max:
+        description: Highest memory pressure (C(some avg10) of C(/proc/pressure/memory), percent) to start at.
+        type: float
+        default: 20
+      mem_available_min_mb:
+        description: Least C(MemAvailable), in MB.
+        type: int
+        default: 128
+      disk_free_min_mb:
+        description: Least free disk under the Docker root, in MB (O(state=prepared) only).
+        type: int
+        default: 1024
+      wait_timeout:
+        description: Seconds to wait for the host to settle before failing.
+        type: int
+        default: 120
+  health:
+    description:
+      - The HTTP readiness check of O(web_service) on the color's own port (O(web_ports)), after it starts -
+        O(health.successes) consecutive GET answers with an expected status, no redirect followed, whose JSON
+        names this color and O(release). A web container that exits fails the check at once.
+    type: dict
+    suboptions:
+      scheme:
+        description: V(http) or V(https).
+        type: str
+        choices: [http, https]
+        default: http
+      host:
+        description: The address the color's port is published on.
+        type: str
+        default: 127.0.0.1
+      path:
+        description: The health path.
+        type: str
+        default: /health/
+      successes:
+        description: Consecutive healthy answers needed.
+        type: int
+        default: 3
+      timeout:
+        description: Seconds one attempt may take.
+        type: float
+        default: 2
+      delay:
+        description: Seconds between attempts.
+        type: float
+        default: 0.25
+      deadline:
+        description: Seconds the check may take in all.
+        type: int
+        default: 120
+      status_codes:
+        description: The HTTP statuses that count as healthy.
+        type: list
+        elements: int
+        default: [200]
+      color_field:
+        description: The JSON field of the answer that must name the color; empty to not check it.
+        type: str
+        default: color
+      release_field:
+        description: The JSON field of the answer that must name O(release); empty to not check it.
+        type: str
+        default: release
+      headers:
+        description: Request headers (not logged), for example C(Host).
+        type: dict
+        default: {}
+      validate_certs:
+        description: Verify the certificate with V(https).
+        type: bool
+        default: true
+  celery:
+    description:
+      - The Celery side of the color. With it, O(state=started) waits until each started worker answers Celery's
+        ping, asked every 0.2 s from a container of this color that is already up (O(celery.control_service)),
+        through one Celery agent process for the whole call (see M(lowspec.bluegreen.celery_quiesce)); a worker
+        with no Docker health check at all is waited for the same way. Its O(celery.beat_services) start last,
+        under O(other_beat).
+    type: dict
+    suboptions:
+      app:
+        description: The Celery app, as given to C(celery -A) inside the containers.
+        type: str
+        required: true
+      command:
+        description: The argv that runs Celery inside a container, for example V([python3, -m, celery]).
+        type: list
+        elements: str
+        default: [celery]
+      control_service:
+        description:
+          - The service whose running container asks the workers (it needs Celery and the app, as a web of
+            the same image has). When it cannot, the workers' own containers are used.
+        type: str
+        default: web
+      worker_services:
+        description: The services that run Celery workers.
+        type: list
+        elements: str
+        default: [worker]
+      beat_services:
+        description: The services that run Celery beat.
+        type: list
+        elements: str
+        default: [beat]
+      ready_timeout:
+        description: Seconds the workers get to answer.
+        type: int
+        default: 180
+  shared:
+    description:
+      - With O(state=prepared), the shared project C(<app>-shared) (broker, database), brought up with
+        C(docker compose up --detach --wait) unless all its services already run their current configuration.
+        It is never stopped by this module.
+    type: dict
+    suboptions:
+      project_src:
+        description: The directory of the shared project's compose file(s).
+        type: path
+        required: true
+      files:
+        description: Its compose files, relative to O(shared.project_src); Compose's defaults when empty.
+        type: list
+        elements: str
+        default: []
+      env:
+        description: Variables for its interpolation, passed in Compose's environment (not logged).
+        type: dict
+        default: {}
+      wait_timeout:
+        description: Seconds C(--wait) may take.
+        type: int
+        default: 180
 notes:
   - O(env) is a C(no_log) option, so Ansible replaces each of its values with C(********) wherever that value
     appears in the result. Short or common values (V(1), V(true), a port) therefore mask unrelated parts of the
-    result; put such variables in an O(env_files) file, and keep O(env) for secrets and values that are unique.
-    The values of C(BLUEGREEN_COLOR) and C(BLUEGREEN_RELEASE) are not masked - they are no secrets and the module
-    returns them.
+    result; put such variables in O(variables) or an O(env_files) file, and keep O(env) for secrets and values
+    that are unique. The values of C(BLUEGREEN_COLOR) and C(BLUEGREEN_RELEASE) are not masked - they are no
+    secrets and the module returns them.
 author:
   - lowspec.bluegreen developers (@lowspec)
 seealso:
+  - module: lowspec.bluegreen.celery_quiesce
+  - module: lowspec.bluegreen.proxy_switch
   - name: Compose CLI reference
     description: The C(docker compose) commands this module runs.
     link: https://docs.docker.com/reference/cli/docker/compose/
@@ -198,69 +418,71 @@ seealso:
 
 EXAMPLES = r"""
 ---
-- name: Find the active and idle colors of the shop
+- name: Prepare a deploy of the shop (images, disk, memory; the shared broker up) while the old release serves
   lowspec.bluegreen.compose_project_color:
     app: shop
     project_src: /srv/shop
-    env:
-      SHOP_WEB_PORT: "8001"
-    state: inspect
-  register: shop_colors
+    web_ports: {blue: 8001, green: 8002}
+    release: v2.4.0
+    state: prepared
+    pressure: {}
+    shared:
+      project_src: /srv/shop-shared
+  register: shop
 
-- name: Start the web service of the idle color with the new release, and wait for its health check
+- name: Start the idle color's web and wait until it answers healthy on its own port
   lowspec.bluegreen.compose_project_color:
     app: shop
     project_src: /srv/shop
-    files: [compose.yml, compose.prod.yml]
-    env_files: [.env]
-    env:
-      SHOP_WEB_PORT: "{{ shop_ports[shop_colors.idle_color] }}"
-    color: "{{ shop_colors.idle_color }}"
+    web_ports: {blue: 8001, green: 8002}
+    compose_command: "{{ shop.compose_command }}"
+    color: "{{ shop.color }}"
     release: v2.4.0
     services: [web]
     state: started
-    wait_timeout: 180
+    pressure: {}
+    health: {path: /health/}
 
-- name: Start the rest of the idle color (workers, beat), pulling nothing
+- name: Start its workers, then its beat, and record it as active (progress every 10 s)
   lowspec.bluegreen.compose_project_color:
     app: shop
     project_src: /srv/shop
-    color: "{{ shop_colors.idle_color }}"
+    web_ports: {blue: 8001, green: 8002}
+    color: "{{ shop.color }}"
     release: v2.4.0
-    state: started
-    pull: never
-
-- name: Stop the old color's workers, with time for the longest task
-  lowspec.bluegreen.compose_project_color:
-    app: shop
-    color: "{{ shop_colors.active_color }}"
     services: [worker, beat]
-    state: stopped
-    stop_timeout: 300
-  register: shop_stopped
+    state: started
+    celery: {app: shop, command: [python3, -m, celery]}
+    activate: true
+    journal: /var/lib/lowspec-bluegreen/shop.journal.json
+    wait_slice: 10
+  register: started
+  until: not started.waiting
+  retries: 18
+  delay: 0
 
-- name: Freeze the old color's web instead (frees CPU, keeps memory)
+- name: Stop the old color's web, keeping its containers
   lowspec.bluegreen.compose_project_color:
     app: shop
-    color: "{{ shop_colors.active_color }}"
+    color: "{{ shop.active_color }}"
     services: [web]
-    state: paused
+    state: stopped
 
-- name: Rescue - bring the old color's containers back as they were (never recreated)
+- name: Rescue - bring a color's containers back as they were (never recreated), if they run the release
   lowspec.bluegreen.compose_project_color:
     app: shop
-    color: "{{ shop_colors.active_color }}"
-    services: [web, worker, beat]
+    color: blue
+    release: v2.3.1
+    services: [web]
     state: unpaused
 
 - name: Record the new color as active, with facts of this deploy
   lowspec.bluegreen.compose_project_color:
     app: shop
-    color: "{{ shop_colors.idle_color }}"
+    color: green
     release: v2.4.0
     state: active
     record:
-      stopped: "{{ shop_stopped.containers }}"
       took_s: 42
 
 - name: Remove the idle color (the previous release) once the new one is verified
@@ -291,7 +513,7 @@ project:
 active_color:
   description:
     - The active color after this call (see the description for how it is resolved), or V(null) when there is
-      none.
+      none. A call that names its color reports the recorded one.
   returned: always
   type: str
   sample: blue
@@ -330,6 +552,41 @@ state_file:
   returned: always
   type: str
   sample: /var/lib/lowspec-bluegreen/shop.json
+compose_command:
+  description: The Compose v2 command used, to pass on as O(compose_command).
+  returned: when Compose was run or detected
+  type: list
+  elements: str
+  sample: [/usr/bin/docker, compose]
+release_active:
+  description: With O(state=prepared), whether O(release) is already the active color's release and all the
+    targeted services of that color run (a deploy has nothing to do).
+  returned: when O(state=prepared)
+  type: bool
+  sample: false
+active_release:
+  description: With O(state=prepared), the release the active color runs (its web containers' label, else the one
+    the state file recorded for it), V(null) when no color is active.
+  returned: when O(state=prepared)
+  type: str
+  sample: v2.3.1
+journal:
+  description: With O(state=prepared), the entries of O(journal) (containers an unfinished deploy stopped, froze or
+    shrank), each with C(project), C(id), C(service), C(action) and C(queues).
+  returned: when O(state=prepared)
+  type: list
+  elements: dict
+  sample: []
+platform:
+  description: With O(state=prepared), the host's platform (C(amd64), C(arm64), C(arm/v7)...).
+  returned: when O(state=prepared)
+  type: str
+  sample: arm64
+shared:
+  description: With O(shared), the shared project and the services this call started in it.
+  returned: when O(shared) is set
+  type: dict
+  sample: {project: shop-shared, started: [redis]}
 services:
   description:
     - Per targeted service of the color's project (all services when O(services) is not set), after this call.
@@ -343,6 +600,7 @@ services:
       health: healthy
       containers: [4f1c0d6f3b2a9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a2f1e0d9c8b7a6f5e4d]
       image: shop:v2.4.0
+      release: v2.4.0
       created: "2026-11-29T17:01:40.777512505Z"
   contains:
     state:
@@ -363,46 +621,94 @@ services:
       description: The image reference the containers run (or, without containers, the one configured).
       type: str
       sample: shop:v2.4.0
+    release:
+      description: The release the containers run (their label), V(null) when unlabelled, V(mixed) when they differ.
+      type: str
+      sample: v2.4.0
     created:
       description: Creation time of the newest container, ISO 8601.
       type: str
+waiting:
+  description: Whether the call ended before its wait did (O(wait_slice)); call it again to go on.
+  returned: always
+  type: bool
+  sample: false
+progress:
+  description: What the call waits for and how long the wait has left, when RV(waiting).
+  returned: when RV(waiting)
+  type: str
+  sample: "shop-green healthy on its own port (HTTP 502): 10 s of 120 s waited, 110 s left"
+recorded:
+  description: Whether the color was recorded as active (O(state=active), O(activate)).
+  returned: when recorded
+  type: bool
+  sample: true
+health:
+  description: The last check of the web on its own port (URL, status, attempts, elapsed seconds, latency, JSON).
+  returned: when O(health) checked the web
+  type: dict
+  sample: {url: "http://127.0.0.1:8002/health/", status: 200, attempts: 5, successes: 3, elapsed: 1.6}
+workers_ready:
+  description: The Celery nodes of the started workers that answered the ping.
+  returned: when O(celery) waited for workers
+  type: list
+  elements: str
+  sample: [celery@4f1c0d6f3b2a]
+other_beat_stopped:
+  description: Ids of the other color's beat containers that O(other_beat=stop) stopped.
+  returned: when it stopped one
+  type: list
+  elements: str
+celery:
+  description: How Celery was reached - C(transport) V(agent) (one process for the call) or V(cli) (one celery
+    command per call), the container, the number of calls, and for the agent its boot and CPU seconds.
+  returned: when Celery was asked
+  type: dict
+  sample: {transport: agent, container: shop-green-web-1, calls: 6, boot_s: 0.4, cpu_s: 0.3, wall_s: 2.1}
+pressure:
+  description: The last host readings of O(pressure) (see M(lowspec.bluegreen.host_pressure)).
+  returned: when O(pressure) was checked
+  type: dict
+timings:
+  description: Seconds spent per phase of the call (C(pressure), C(up), C(ready), C(workers_ready)).
+  returned: always
+  type: dict
+  sample: {up: 0.9, ready: 1.6}
 actions:
   description:
-    - The commands that changed something (in check mode, that would run), without the path of C(docker).
+    - The commands that changed something (in check mode, that would run), as C(docker) command lines read.
       Environment values never appear here.
   returned: always
   type: list
   elements: str
   sample:
-    - compose --ansi never --project-name shop-green --project-directory /srv/shop up --detach --no-build
-      --pull never --wait --wait-timeout 300 --timeout 60 web
+    - docker compose --ansi never --project-name shop-green --project-directory /srv/shop --file compose.yml
+      --file /tmp/bluegreen-labels-1.yml up --detach --no-build --pull never --timeout 60 web
 containers:
   description:
     - For O(state=stopped), O(state=paused) and O(state=unpaused), the full ids of the containers this call
       stopped, froze, or unfroze and started - only those that were not already in that state. Empty when
       nothing changed. In check mode, those it would act on.
-    - Keep the list of O(state=stopped) or O(state=paused) to restore exactly those containers later.
   returned: when O(state) is V(stopped), V(paused) or V(unpaused)
   type: list
   elements: str
   sample: [9a1c0d6f3b2a9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a2f1e0d9c8b7a6f5e4d]
 reasons:
-  description: For O(state=started), why each service that is not up to date would be started or recreated.
+  description: For O(state=started), why each service that is not up to date was (or would be) started or recreated.
   returned: when O(state=started)
   type: dict
   sample:
     web: configuration changed
-    worker: not running
+    worker: no container
 logs:
-  description: When O(state=started) or O(state=unpaused) fails while waiting, the last log lines of each targeted
-    service whose containers are not ready.
-  returned: on failure while waiting
+  description: The last log lines of each service whose containers failed to become ready (or of O(logs)).
+  returned: on failure while waiting, or with O(logs)
   type: dict
   sample:
     web: ["[ERROR] Worker failed to boot."]
 diff:
   description:
-    - With O(state=active), the state file's active color and release before and after.
+    - With O(state=active) and O(activate), the state file's active color and release before and after.
     - With the other changing states, each targeted service's state and health before and after.
   returned: when diff mode is on and something changed
   type: dict
@@ -430,37 +736,62 @@ stderr:
 
 import os
 import re
+import tempfile
 import time
-import traceback
 
-from ansible.module_utils.basic import AnsibleModule
-
+from ansible_collections.lowspec.bluegreen.plugins.module_utils._celery import (
+    CeleryError,
+    node_name,
+    nodes_of_host,
+    open_control,
+    parse_ping,
+)
 from ansible_collections.lowspec.bluegreen.plugins.module_utils._common import (
     COLORS,
     BlueGreenError,
+    CommandError,
     check_non_negative,
+    first_error_line,
     other_color,
     project_name,
+    seconds,
     validate_app_name,
 )
 from ansible_collections.lowspec.bluegreen.plugins.module_utils._compose import (
-    DEFAULT_COMPOSE_FILES,
-    DockerCLI,
-    DockerCLIError,
-    always_restarted,
-    compose_argspec_ex,
+    ComposeCLI,
     config_services,
-    first_error_line,
+    default_files,
+    describe_argv,
     host_platform,
     image_platform,
-    keep_stopped_argv,
+    labels_override,
     platform_fit,
     service_image,
     service_replicas,
+)
+from ansible_collections.lowspec.bluegreen.plugins.module_utils._docker import (
+    LABEL_RELEASE,
+    READY_HEALTH,
+    Engine,
+    describe,
     services_from_containers,
+)
+from ansible_collections.lowspec.bluegreen.plugins.module_utils._http import (
+    HealthChecker,
+    health_settings,
+)
+from ansible_collections.lowspec.bluegreen.plugins.module_utils._module import (
+    Manager,
+    run_module,
+)
+from ansible_collections.lowspec.bluegreen.plugins.module_utils._pressure import (
+    Gauge,
+    failure_message as pressure_failure,
 )
 from ansible_collections.lowspec.bluegreen.plugins.module_utils._state import (
     DEFAULT_STATE_DIR,
+    Journal,
+    last_release_of,
     read_state,
     record_active,
     resolve_colors,
@@ -468,12 +799,14 @@ from ansible_collections.lowspec.bluegreen.plugins.module_utils._state import (
     state_path,
     write_state,
 )
+from ansible_collections.lowspec.bluegreen.plugins.module_utils._wait import (
+    Wait,
+)
 
 _ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_UP = ("running",)
-_READY_HEALTH = ("healthy", "none")
 LOG_LINES = 30
 OWN_VARIABLES = ("BLUEGREEN_COLOR", "BLUEGREEN_RELEASE")
+POLL = 0.25
 
 
 def _env_value(value):
@@ -484,33 +817,41 @@ def _env_value(value):
     return str(value)
 
 
-class ColorManager:
+class NotReady(BlueGreenError):
+    """A container the call waits on exited or keeps restarting: the wait ends at once."""
+
+
+class ColorManager(Manager):
     """One call of the module: reads params, checks them, acts on one color."""
 
     def __init__(self, module):
-        self.module = module
-        self.params = params = module.params
-        self.check_mode = module.check_mode
-        self.diff_mode = module._diff
+        super().__init__(module)
+        params = self.params
         self.state = params["state"]
         self.app = validate_app_name(params["app"])
-        check_non_negative(params, ("wait_timeout", "stop_timeout", "history_size"))
+        check_non_negative(params, ("wait_timeout", "stop_timeout", "history_size", "wait_slice"))
         self.services = list(params["services"] or [])
         self.wait = params["wait"] if params["wait"] is not None else self.state in ("started", "unpaused")
         self.project_opts = self._project_opts()
-        self.user_env = self._user_env()
-        self.cli = DockerCLI(module, docker_host=params["docker_host"], env=self.user_env)
-        self.result = {"changed": False, "actions": self.cli.actions}
-        self.color = None
-        self.project = None
-        self.config = None
-        self.host_platform = None
+        self.web_ports = self._web_ports()
+        self.celery = params["celery"] or {}
+        self.worker_services = list(self.celery.get("worker_services") or [])
+        self.beat_services = list(self.celery.get("beat_services") or [])
+        self.journal = Journal(params["journal"])
         self.state_file = state_path(params["state_dir"], self.app)
+        self.result.update(actions=[], waiting=False)
+        self.engine = Engine(module, params["docker_host"])
+        self.compose = None
+        self.color = self.project = self.config = None
         self.recorded = None
-        self.web = {}
         self.active = self.idle = None
+        self.web = {}
+        self.control = None
+        self.override = None
+        self.baseline = {}
+        self.timings = self.result.setdefault("timings", {})
 
-    # -- input --------------------------------------------------------------
+    # -- input ----------------------------------------------------------------
 
     def _project_opts(self):
         src = self.params["project_src"]
@@ -518,85 +859,103 @@ class ColorManager:
             return {}
         if not os.path.isdir(src):
             raise BlueGreenError("project_src=%s is not a directory" % src)
-        files = self.params["files"] or []
+        files = list(self.params["files"] or [])
         for name in files:
             if not os.path.isfile(os.path.join(src, name)):
                 raise BlueGreenError("files: compose file %s not found in project_src=%s" % (name, src))
-        if not files and not any(os.path.isfile(os.path.join(src, n)) for n in DEFAULT_COMPOSE_FILES):
-            raise BlueGreenError("project_src=%s holds no compose file (%s); name them with files"
-                                 % (src, ", ".join(DEFAULT_COMPOSE_FILES)))
+        if not files:
+            files = default_files(src)
+            if not files:
+                raise BlueGreenError("project_src=%s holds no compose file (compose.yaml, compose.yml, "
+                                     "docker-compose.yaml, docker-compose.yml); name them with files" % src)
         env_files = self.params["env_files"] or []
         for name in env_files:
             if not os.path.isfile(os.path.join(src, name)):
                 raise BlueGreenError("env_files: %s not found in project_src=%s" % (name, src))
         return {"project_src": src, "files": files, "env_files": env_files}
 
-    def _user_env(self):
+    def _web_ports(self):
+        ports = self.params["web_ports"] or {}
+        unknown = sorted(set(ports) - set(COLORS))
+        if unknown:
+            raise BlueGreenError("web_ports: %s is not a color (blue, green)" % ", ".join(unknown))
+        for color, port in ports.items():
+            if isinstance(port, bool) or not str(port).isdigit() or not 0 < int(port) < 65536:
+                raise BlueGreenError("web_ports.%s=%r is not a port number" % (color, port))
+        if ports and not _ENV_NAME_RE.match(self.params["web_port_variable"] or ""):
+            raise BlueGreenError("web_port_variable=%r is not a valid environment variable name"
+                                 % self.params["web_port_variable"])
+        return dict((color, int(port)) for color, port in ports.items())
+
+    def _compose_env(self):
         env = {}
         for option in ("variables", "env"):
             for key, value in (self.params[option] or {}).items():
                 if not isinstance(key, str) or not _ENV_NAME_RE.match(key):
                     raise BlueGreenError("%s: %r is not a valid environment variable name" % (option, key))
                 env[key] = _env_value(value)
-        # `env` is no_log, so Ansible masks its values anywhere in the result. The color and the release
-        # are no secrets (the module returns them), so their values are not masked.
+        # `env` is no_log, so Ansible masks its values anywhere in the result. The color, the release and the
+        # port are no secrets (the module returns them), so their values are not masked.
         secrets = {_env_value(value) for key, value in (self.params["env"] or {}).items() if key not in OWN_VARIABLES}
         for key in OWN_VARIABLES:
             if env.get(key) and env[key] not in secrets:
                 self.module.no_log_values.discard(env[key])
+        given = env.get("BLUEGREEN_COLOR")
+        if given is not None and given != self.color:
+            self.warn("env sets BLUEGREEN_COLOR=%s; the module sets it to %s, the color it acts on"
+                      % (given, self.color))
+        env["BLUEGREEN_COLOR"] = self.color
         if self.params["release"] is not None:
             env["BLUEGREEN_RELEASE"] = self.params["release"]
+        if self.color in self.web_ports:
+            env[self.params["web_port_variable"]] = str(self.web_ports[self.color])
         return env
 
-    # -- facts ---------------------------------------------------------------
+    # -- facts ----------------------------------------------------------------
 
-    def preflight(self):
-        """Everything read-only, in the order that fails earliest: daemon, Compose, colors, files."""
-        try:
-            info = self.cli.info()
-        except DockerCLIError as exc:
-            where = self.params["docker_host"] or "not set, the CLI's default"
-            raise DockerCLIError("docker_host (%s): %s" % (where, exc), **exc.details()) from exc
-        self.host_platform = host_platform(info)
-        self.cli.compose_command()
+    def resolve(self):
+        """The color to act on and the colors' roles, reading no more than the state needs."""
         self.recorded = read_state(self.params["state_dir"], self.app)
-        self.web = {c: self._web_status(c) for c in COLORS}
-        active, idle, warnings = resolve_colors(self.recorded["active_color"], self.web)
-        for warning in warnings:
-            self.module.warn(warning)
-        self.active, self.idle = active, idle
         wanted = self.params["color"]
-        if wanted == "active":
-            if not active:
-                raise BlueGreenError(
-                    "color=active: %s has no active color - the state file %s records none and no %s container "
-                    "of either color is running; name the color (blue or green)"
-                    % (self.app, self.state_file, self.params["web_service"]))
-            self.color = active
-        elif wanted == "idle":
-            self.color = idle
-        else:
+        if wanted in COLORS and self.state not in ("inspect", "prepared"):
+            # A caller that names the color already knows the colors: no lookup of what runs.
+            self.active = self.recorded["active_color"]
+            self.idle = other_color(self.active) if self.active else None
             self.color = wanted
+        else:
+            self.web = dict((c, self._web_status(c)) for c in COLORS)
+            active, idle, warnings = resolve_colors(self.recorded["active_color"], self.web)
+            for warning in warnings:
+                self.warn(warning)
+            self.active, self.idle = active, idle
+            if wanted == "active":
+                if not active:
+                    raise BlueGreenError(
+                        "color=active: %s has no active color - the state file %s records none and no %s "
+                        "container of either color is running; name the color (blue or green)"
+                        % (self.app, self.state_file, self.params["web_service"]))
+                self.color = active
+            elif wanted == "idle":
+                self.color = idle
+            else:
+                self.color = wanted
         self.project = project_name(self.app, self.color)
-        given = self.user_env.get("BLUEGREEN_COLOR")
-        if given is not None and given != self.color:
-            self.module.warn("env sets BLUEGREEN_COLOR=%s; the module sets it to %s, the color it acts on"
-                             % (given, self.color))
-        self.cli.environ["BLUEGREEN_COLOR"] = self.color
         self.result.update(color=self.color, project=self.project)
+        self.compose = ComposeCLI(self.module, self.params["docker_host"], self._compose_env(),
+                                  command=self.params["compose_command"])
         if self.project_opts and self.state != "active":
             self._load_config()
 
     def _web_status(self, color):
-        containers = self.cli.project_container_details(project_name(self.app, color), [self.params["web_service"]])
+        containers = self.engine.containers(project_name(self.app, color), [self.params["web_service"]])
         running = [c for c in containers if c["running"]]
         return {"running": bool(running), "created": min((c["created"] for c in running), default="")}
 
     def _load_config(self):
         try:
-            self.config = self.cli.compose_config(self.project, **self.project_opts)
-        except DockerCLIError as exc:
-            raise DockerCLIError(
+            self.config = self.compose.config(self.project, **self.project_opts)
+        except CommandError as exc:
+            raise CommandError(
                 "files: the compose configuration of %s in project_src=%s is not valid (check files, env_files "
                 "and env): %s" % (self.project, self.project_opts["project_src"], exc.stderr.strip() or exc),
                 **exc.details()) from exc
@@ -613,70 +972,96 @@ class ColorManager:
                 present = {c["service"] for c in containers}
                 missing = [s for s in self.services if s not in present]
                 if missing:
-                    self.module.warn("services: %s has no container in %s; skipped (give project_src to check "
-                                     "the names against the compose files)" % (", ".join(missing), self.project))
+                    self.warn("services: %s has no container in %s; skipped (give project_src to check "
+                              "the names against the compose files)" % (", ".join(missing), self.project))
             return list(self.services)
         if self.config is not None:
             return sorted(config_services(self.config))
         return sorted({c["service"] for c in containers or []})
 
     def containers(self, services=None):
-        return self.cli.project_container_details(self.project, services or None)
+        return self.engine.containers(self.project, services or None)
 
     def services_view(self, containers, targets):
         view = services_from_containers(containers)
-        view = {name: entry for name, entry in view.items() if name in targets}
+        view = dict((name, entry) for name, entry in view.items() if name in targets)
         if self.config is not None:
             for name, spec in config_services(self.config).items():
                 if name in targets and name not in view:
-                    view[name] = {"state": "absent", "health": "none", "containers": [],
+                    view[name] = {"state": "absent", "health": "none", "containers": [], "release": None,
                                   "image": service_image(self.project, name, spec), "created": ""}
         return view
 
-    # -- running ------------------------------------------------------------
+    # -- running ----------------------------------------------------------------
 
-    def keep_stopped(self, containers):
-        """`restart: always` -> `unless-stopped` before a stop or pause: a reboot must not bring them back."""
-        always = always_restarted(containers)
-        if always:
-            self.do(keep_stopped_argv(self.cli.docker, always), "docker update --restart")
+    def compose_argv(self, args, labelled=False):
+        opts = dict(self.project_opts)
+        if labelled:
+            opts["files"] = list(opts["files"]) + [self._override()]
+        return self.compose.argv(self.project, args, **opts)
+
+    def _override(self):
+        """A compose file that labels every service with the release it runs (read back by rollback and status)."""
+        if self.override is None:
+            fd, self.override = tempfile.mkstemp(prefix="bluegreen-labels-", suffix=".yml",
+                                                 dir=self.module.tmpdir)
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(labels_override(config_services(self.config),
+                                             {LABEL_RELEASE: self.params["release"] or ""}))
+        return self.override
 
     def do(self, argv, what):
-        """Run a changing command, or in check mode only record it; `what` names it in errors."""
+        """Run a changing compose command, or in check mode only record it; `what` names it in errors."""
         if self.check_mode:
-            self.cli.actions.append(self.cli.describe(argv))
+            self.compose.actions.append(describe_argv(argv))
             return
         try:
-            # In project_src, as the read-only compose calls run: `files` and `env_files` are relative to it.
-            self.cli.run(argv, changes=True, cwd=self.project_opts.get("project_src"))
-        except DockerCLIError as exc:
+            self.compose.run(argv, changes=True, cwd=self.project_opts.get("project_src"))
+        except CommandError as exc:
             reason = first_error_line(exc.stderr) or first_error_line(exc.stdout) or "exit code %s" % exc.rc
-            raise DockerCLIError("%s of %s failed: %s" % (what, self.project, reason), **exc.details()) from exc
+            raise CommandError("%s of %s failed: %s" % (what, self.project, reason), **exc.details()) from exc
 
-    def compose_argv(self, args):
-        return self.cli.compose_argv(self.project, args, **self.project_opts)
+    def _warn_active(self, what):
+        if self.color == self.active:
+            self.warn("%s %s, the active color (%s)" % (what, self.project, self.color))
 
     def run(self):
-        self.preflight()
+        self.resolve()
         before = self.containers() if self.state != "active" else []
-        handler = getattr(self, "state_" + self.state)
-        targets, after_hint = handler(before)
+        targets, after_hint = getattr(self, "state_" + self.state)(before)
         if self.state not in ("active", "inspect"):
             after = self.containers() if (self.result["changed"] and not self.check_mode) else before
             before_view = self.services_view(before, targets)
             after_view = self.services_view(after, targets)
             self.result["services"] = after_view
             if self.check_mode and after_hint:
-                after_view = {name: dict(entry, **after_hint.get(name, {})) for name, entry in after_view.items()}
-            if self.diff_mode and self.result["changed"]:
+                after_view = dict((name, dict(entry, **after_hint.get(name, {}))) for name, entry in after_view.items())
+            # With activate, the state file's change is the diff that matters (record() set it).
+            if self.diff_mode and self.result["changed"] and "diff" not in self.result:
                 self.result["diff"] = {"before": _diff_view(before_view), "after": _diff_view(after_view)}
-        self.result.update(
-            active_color=self.active, idle_color=self.idle, recorded_color=self.recorded["active_color"],
-            release=self.recorded["release"], history=self.recorded["history"], state_file=self.state_file,
-        )
-        return self.result
+        return self.partial()
 
-    # -- states -------------------------------------------------------------
+    def partial(self):
+        engine, compose = getattr(self, "engine", None), getattr(self, "compose", None)
+        self.result["actions"] = (list(engine.actions) if engine else []) + (list(compose.actions) if compose else [])
+        if getattr(self, "recorded", None) is not None:
+            self.result.update(
+                active_color=self.active, idle_color=self.idle, recorded_color=self.recorded["active_color"],
+                release=self.recorded["release"], history=self.recorded["history"], state_file=self.state_file)
+        if compose is not None and compose.detected:
+            self.result["compose_command"] = list(compose.detected)
+        return dict(self.result)
+
+    def close(self):
+        if getattr(self, "control", None) is not None:
+            stats = self.control.close()
+            self.result["celery"] = dict(transport=self.control.transport, container=self.control.container["name"],
+                                         calls=self.control.calls, **stats)
+            self.control = None
+        if getattr(self, "override", None) and os.path.exists(self.override):
+            os.unlink(self.override)
+
+    # -- states -----------------------------------------------------------------
 
     def state_inspect(self, before):
         targets = self.targets(before)
@@ -684,156 +1069,199 @@ class ColorManager:
         return targets, None
 
     def state_active(self, _before):
+        self.record(self.color, self.params["release"])
+        containers = self.containers()
+        self.result["services"] = self.services_view(containers, sorted({c["service"] for c in containers}))
+        return [], None
+
+    def record(self, color, release):
+        """Record `color` active (a history entry with the `record` facts); the journal is done with."""
         params = self.params
-        new, changed = record_active(self.recorded, self.color, params["release"], params["record"],
-                                     params["history_size"])
-        if changed and not self.web[self.color]["running"]:
-            self.module.warn("recording %s as active although no %s container of %s is running"
-                             % (self.color, params["web_service"], self.project))
+        new, changed = record_active(self.recorded, color, release, params["record"], params["history_size"])
         if changed and not self.check_mode:
+            web = self.engine.containers(project_name(self.app, color), [params["web_service"]])
+            if not any(c["running"] for c in web):
+                self.warn("recording %s as active although no %s container of %s is running"
+                          % (color, params["web_service"], project_name(self.app, color)))
             write_state(params["state_dir"], self.app, new)
         if changed and self.diff_mode:
             self.result["diff"] = state_diff(self.recorded, new)
-        self.result["changed"] = changed
-        containers = self.containers()
-        self.result["services"] = self.services_view(containers, sorted({c["service"] for c in containers}))
+        if not self.check_mode:
+            self.journal.clear()
+        self.result["changed"] = self.result["changed"] or changed
+        self.result["recorded"] = True
         self.recorded = new
-        self.active, self.idle = self.color, other_color(self.color)
-        return [], None
-
-    def _warn_active(self, what):
-        if self.color == self.active:
-            self.module.warn("%s %s, the active color (%s)" % (what, self.project, self.color))
+        self.active, self.idle = color, other_color(color)
 
     def state_stopped(self, before):
         targets = self.targets(before)
-        ids = [c["id"] for c in before if c["service"] in targets and (c["running"] or c["paused"] or c["restarting"])]
-        self.result["containers"] = ids
-        if ids:
+        mine = [c for c in before if c["service"] in targets and (c["running"] or c["paused"] or c["restarting"])]
+        self.result["containers"] = [c["id"] for c in mine]
+        if self.params["logs"]:
+            self.result["logs"] = self._logs([c for c in before if c["service"] in self.params["logs"]])
+        if mine:
             self._warn_active("stopping containers of")
             self.result["changed"] = True
-            self.keep_stopped([c for c in before if c["id"] in ids])
-            self.do([self.cli.docker, "stop", "--time", str(self.params["stop_timeout"])] + ids, "docker stop")
-        return targets, {c["service"]: {"state": "exited"} for c in before if c["id"] in ids}
+            if not self.check_mode:
+                self.engine.stop(mine, self.params["stop_timeout"])
+            else:
+                self.engine.actions.append("stop --time %d %s" % (self.params["stop_timeout"],
+                                                                  " ".join(c["id"] for c in mine)))
+        return targets, dict((c["service"], {"state": "exited"}) for c in mine)
 
     def state_paused(self, before):
         targets = self.targets(before)
-        ids = [c["id"] for c in before if c["service"] in targets and c["running"]]
-        self.result["containers"] = ids
-        if ids:
+        mine = [c for c in before if c["service"] in targets and c["running"]]
+        self.result["containers"] = [c["id"] for c in mine]
+        if mine:
             self._warn_active("freezing containers of")
             self.result["changed"] = True
-            self.keep_stopped([c for c in before if c["id"] in ids])
-            self.do([self.cli.docker, "pause"] + ids, "docker pause")
-        return targets, {c["service"]: {"state": "paused"} for c in before if c["id"] in ids}
+            if not self.check_mode:
+                self.engine.pause(mine)
+            else:
+                self.engine.actions.append("pause %s" % " ".join(c["id"] for c in mine))
+        return targets, dict((c["service"], {"state": "paused"}) for c in mine)
 
     def state_unpaused(self, before):
         targets = self.targets(before)
         mine = [c for c in before if c["service"] in targets]
+        self._check_release(mine)
         paused = [c["id"] for c in mine if c["paused"]]
         stopped = [c["id"] for c in mine if c["state"] in ("exited", "created")]
         for c in mine:
             if c["state"] == "dead":
-                self.module.warn("container %s (%s) is dead and cannot be started; remove it"
-                                 % (c["name"], c["service"]))
+                self.warn("container %s (%s) is dead and cannot be started; remove it" % (c["name"], c["service"]))
         self.result["containers"] = paused + stopped
-        if paused:
+        if paused or stopped:
             self.result["changed"] = True
-            self.do([self.cli.docker, "unpause"] + paused, "docker unpause")
-        if stopped:
-            self.result["changed"] = True
-            self.do([self.cli.docker, "start"] + stopped, "docker start")
+            if self.check_mode:
+                self.engine.actions.extend(["unpause %s" % " ".join(paused)] if paused else [])
+                self.engine.actions.extend(["start %s" % " ".join(stopped)] if stopped else [])
+            else:
+                self.engine.unpause(paused)
+                self.engine.start(stopped)
         if self.wait and not self.check_mode:
-            self.wait_ready([c["id"] for c in mine if c["state"] != "dead"])
-        return targets, {c["service"]: {"state": "running"} for c in mine if c["id"] in paused + stopped}
+            self.await_ready([s for s in targets if any(c["service"] == s for c in mine)])
+        return targets, dict((c["service"], {"state": "running"}) for c in mine if c["id"] in paused + stopped)
 
-    def wait_ready(self, ids):
-        deadline = time.monotonic() + self.params["wait_timeout"]
-        while True:
-            current = self.cli.inspect_containers(ids)
-            # An unhealthy status may be stale (a check that timed out while the container was frozen):
-            # only a container that exited fails early; an unhealthy one gets until the deadline.
-            failed = [c for c in current if c["state"] in ("exited", "dead")]
-            pending = [c for c in current if not c["running"] or c["health"] not in _READY_HEALTH]
-            if failed or (pending and time.monotonic() >= deadline):
-                bad = failed or pending
-                self.result["logs"] = self._logs(bad)
-                raise BlueGreenError(
-                    "%s: %s not ready%s: %s" % (
-                        self.project, "containers" if len(bad) > 1 else "container",
-                        "" if failed else " after wait_timeout=%ss" % self.params["wait_timeout"],
-                        ", ".join("%s (%s, health %s)" % (c["name"], c["state"], c["health"]) for c in bad)))
-            if not pending:
-                return
-            time.sleep(1)
+    def _check_release(self, containers):
+        """A color is brought back only when its containers run the release expected of it."""
+        wanted = self.params["release"]
+        if wanted is None:
+            return
+        other = sorted({c["release"] for c in containers if c["release"] not in (None, wanted)})
+        if other:
+            raise BlueGreenError(
+                "%s holds release %s, not %s: its containers were replaced since %s was recorded for %s (by a "
+                "deploy of %s that failed and was rescued?). Bringing them back would serve %s. Deploy %s "
+                "instead (bluegreen_release=%s)%s" % (
+                    self.project, ", ".join(other), wanted, wanted, self.color, ", ".join(other), ", ".join(other),
+                    wanted, wanted, self._image_note(containers, wanted)))
+        if any(c["release"] is None for c in containers):
+            self.warn("%s: containers without a release label (created before lowspec.bluegreen labelled them); "
+                      "their release %s is assumed, not read" % (self.project, wanted))
+
+    def _image_note(self, containers, release):
+        images = sorted({c["image"] for c in containers if c["image"]})
+        guesses = [re.sub(r":[^:/]+$", ":" + release, image) for image in images]
+        present = [ref for ref in guesses if ref not in images and self.engine.image(ref)]
+        return ": its image %s is still here" % ", ".join(present) if present else ""
 
     def _logs(self, containers):
         logs = {}
         for c in containers:
-            logs.setdefault(c["service"], []).extend(self.cli.logs(c["id"], tail=LOG_LINES))
+            logs.setdefault(c["service"], []).extend(self.engine.logs(c["id"], tail=LOG_LINES))
         return logs
 
     def state_prepared(self, before):
         if self.config is None:
             raise BlueGreenError("project_src is required for state=prepared")
         targets = self.targets(before)
-        self.prepare_images(targets, config_services(self.config))
+        info = self.engine.info()
+        self.result["platform"] = host_platform(info)
+        self.prepare_images(targets, config_services(self.config), self.result["platform"])
+        if self.params["pressure"]:
+            self.check_room(info.get("DockerRootDir"))
+        self.result["release_active"] = self._release_active(targets)
+        self.result["active_release"] = self._active_release()
+        self.result["journal"] = list(self.journal.entries)
+        if self.params["shared"]:
+            self.bring_up_shared()
         return targets, None
 
-    def state_started(self, before):
-        if self.config is None:
-            raise BlueGreenError("project_src is required for state=started")
-        targets = self.targets(before)
-        specs = config_services(self.config)
-        images = self.prepare_images(targets, specs)
-        hashes = self.cli.compose_config_hashes(self.project, **self.project_opts)
-        reasons = {}
-        for name in targets:
-            reason = self._out_of_date(name, specs[name], [c for c in before if c["service"] == name],
-                                       images.get(name), hashes)
-            if reason:
-                reasons[name] = reason
-        self.result["reasons"] = reasons
-        if not reasons:
-            return targets, None
-        if self.color == self.active and any(c["service"] in reasons for c in before):
-            self._warn_active("starting (and recreating where out of date) containers of")
+    def _release_active(self, targets):
+        """The release asked for is the active one and all its services run: a deploy has nothing to do."""
+        release = self.params["release"]
+        if not self.active or release is None or self.recorded["release"] != release:
+            return False
+        if self.active != self.recorded["active_color"]:
+            return False
+        running = self.engine.containers(project_name(self.app, self.active), targets)
+        return all(any(c["service"] == name and c["running"] for c in running) for name in targets)
+
+    def _active_release(self):
+        """The release the active color runs: its web's label, else what the state file recorded for it."""
+        if not self.active:
+            return None
+        web = self.engine.containers(project_name(self.app, self.active), [self.params["web_service"]])
+        labels = sorted({c["release"] for c in web if c["release"]})
+        if len(labels) == 1:
+            return labels[0]
+        return last_release_of(self.recorded, self.active)
+
+    def check_room(self, docker_root):
+        """Free disk under the Docker root and available memory, once, before anything changes."""
+        limits = self._limits()
+        path = docker_root if docker_root and os.path.exists(docker_root) else None
+        outcome = Gauge(self.module, path).wait(dict(limits, cpu_some_avg10_max=100, memory_some_avg10_max=100), 0)
+        self.result["pressure"] = outcome["readings"]
+        if not outcome["settled"]:
+            raise BlueGreenError(pressure_failure(outcome["exceeded"], 0, "the deploy of %s" % self.project,
+                                                  outcome["impossible"]))
+
+    def _limits(self):
+        pressure = self.params["pressure"]
+        return dict(cpu_some_avg10_max=pressure["cpu_some_avg10_max"],
+                    memory_some_avg10_max=pressure["memory_some_avg10_max"],
+                    mem_available_min_mb=pressure["mem_available_min_mb"],
+                    disk_free_min_mb=pressure["disk_free_min_mb"])
+
+    def bring_up_shared(self):
+        """`<app>-shared` up (never stopped, never recreated needlessly): nothing runs when it is up to date."""
+        shared = self.params["shared"]
+        src = shared["project_src"]
+        if not os.path.isdir(src):
+            raise BlueGreenError("shared.project_src=%s is not a directory" % src)
+        files = list(shared["files"] or []) or default_files(src)
+        project = "%s-shared" % self.app
+        env = dict((k, _env_value(v)) for k, v in (shared["env"] or {}).items())
+        cli = ComposeCLI(self.module, self.params["docker_host"], env, command=self.compose.command())
+        opts = {"project_src": src, "files": files}
+        config = cli.config(project, **opts)
+        services = sorted(config_services(config))
+        running = self.engine.containers(project)
+        hashes = cli.config_hashes(project, services, **opts) if running else None
+        stale = [name for name in services
+                 if not [c for c in running if c["service"] == name and c["running"]]
+                 or hashes is None or any(c["config_hash"] != hashes.get(name) for c in running if c["service"] == name)]
+        self.result["shared"] = {"project": project, "started": stale}
+        if not stale:
+            return
         self.result["changed"] = True
-        args = ["up", "--detach", "--no-build", "--pull", "never"]
-        if self.wait:
-            args += ["--wait", "--wait-timeout", str(self.params["wait_timeout"])]
-        args += ["--timeout", str(self.params["stop_timeout"])]
-        args += list(self.services)
+        argv = cli.argv(project, ["up", "--detach", "--wait", "--wait-timeout", str(shared["wait_timeout"])], **opts)
+        if self.check_mode:
+            self.compose.actions.append(describe_argv(argv))
+            return
         try:
-            self.do(self.compose_argv(args), "docker compose up")
-        except DockerCLIError:
-            self.result["logs"] = self._logs(
-                [c for c in self.containers(targets) if not c["running"] or c["health"] not in _READY_HEALTH])
-            raise
-        return targets, {name: {"state": "running", "health": _expected_health(specs[name], self.wait)}
-                         for name in reasons}
+            cli.run(argv, cwd=src, changes=True)
+        finally:
+            self.compose.actions.extend(cli.actions)
 
-    def _out_of_date(self, name, spec, containers, image, hashes):
-        if not containers:
-            return "no container"
-        if len(containers) < service_replicas(spec):
-            return "%d of %d containers" % (len(containers), service_replicas(spec))
-        if any(c["state"] not in _UP for c in containers):
-            return "not running (%s)" % ", ".join(sorted({c["state"] for c in containers if c["state"] not in _UP}))
-        if image is None or any(c["image_id"] != image["Id"] for c in containers):
-            return "image changed"
-        if hashes is not None and any(c["config_hash"] != hashes.get(name) for c in containers):
-            return "configuration changed"
-        if self.wait and any(c["health"] not in _READY_HEALTH for c in containers):
-            unready = sorted({c["health"] for c in containers if c["health"] not in _READY_HEALTH})
-            return "not healthy (%s)" % ", ".join(unready)
-        return None
-
-    def prepare_images(self, targets, specs):
+    def prepare_images(self, targets, specs, platform):
         """{service: image inspect} for the targets, after pull/build per policy; architecture checked."""
         pull, build = self.params["pull"], self.params["build"]
-        refs = {name: service_image(self.project, name, specs[name]) for name in targets}
-        present = {name: self.cli.image_inspect(ref) for name, ref in refs.items()}
+        refs = dict((name, service_image(self.project, name, specs[name])) for name in targets)
+        present = dict((name, self.engine.image(ref)) for name, ref in refs.items())
         to_build = [n for n in targets
                     if "build" in specs[n] and (build == "always" or (build == "missing" and not present[n]))]
         to_pull = [n for n in targets
@@ -844,7 +1272,8 @@ class ColorManager:
                 "image %s of %s %s not present locally, and pull=%s, build=%s do not provide it" % (
                     ", ".join("%s (service %s)" % (refs[n], n) for n in missing),
                     self.project, "is" if len(missing) == 1 else "are", pull, build))
-        self._check_platforms({n: present[n] for n in targets if present[n] and n not in to_build + to_pull}, refs)
+        self._check_platforms(dict((n, present[n]) for n in targets if present[n] and n not in to_build + to_pull),
+                              refs, platform)
         if to_pull:
             self.result["changed"] = True
             self.do(self.compose_argv(["pull", "--quiet", "--ignore-buildable"] + to_pull), "docker compose pull")
@@ -852,37 +1281,332 @@ class ColorManager:
             self.result["changed"] = True
             self.do(self.compose_argv(["build"] + to_build), "docker compose build")
         if self.check_mode:
-            return {n: present[n] for n in targets if n not in to_build + to_pull}
-        fresh = {n: self.cli.image_inspect(refs[n]) for n in to_build + to_pull}
+            return dict((n, present[n]) for n in targets if n not in to_build + to_pull)
+        fresh = dict((n, self.engine.image(refs[n])) for n in to_build + to_pull)
         gone = [n for n, image in fresh.items() if not image]
         if gone:
             raise BlueGreenError("image %s still missing after pull/build"
                                  % ", ".join("%s (service %s)" % (refs[n], n) for n in gone))
-        self._check_platforms(fresh, refs)
+        self._check_platforms(fresh, refs, platform)
         present.update(fresh)
         return present
 
-    def _check_platforms(self, images, refs):
+    def _check_platforms(self, images, refs, platform):
         for name, image in sorted(images.items()):
-            platform = image_platform(image)
-            fit = platform_fit(self.host_platform, platform)
+            found = image_platform(image)
+            fit = platform_fit(platform, found)
             if fit == "mismatch":
                 raise BlueGreenError(
                     "image %s (service %s) is built for %s, but the host (docker_host %s) is %s: build or pull an "
                     "image for %s first; no container was touched" % (
-                        refs[name], name, platform, self.params["docker_host"] or "default", self.host_platform,
-                        self.host_platform))
+                        refs[name], name, found, self.params["docker_host"] or "default", platform, platform))
             if fit == "warn":
-                self.module.warn("image %s (service %s) is built for %s on a %s host: it runs only where the CPU "
-                                 "supports it" % (refs[name], name, platform or "an unknown platform",
-                                                  self.host_platform))
+                self.warn("image %s (service %s) is built for %s on a %s host: it runs only where the CPU supports it"
+                          % (refs[name], name, found or "an unknown platform", platform))
+
+    # -- started: the staged start of one color ---------------------------------
+
+    def state_started(self, before):
+        if self.config is None:
+            raise BlueGreenError("project_src is required for state=started")
+        targets = self.targets(before)
+        specs = config_services(self.config)
+        beats = [name for name in targets if name in self.beat_services]
+        first = [name for name in targets if name not in beats]
+        if self.params["web_service"] in first and self.params["health"]:
+            self.health_settings()  # bad health input fails here, before anything starts
+        images = self._present_images(targets, specs)
+        hints = {}
+        stale = self._out_of_date(first, before, specs, images)
+        if stale and self.params["pressure"] and not self._pressure_gate():
+            return targets, hints
+        if stale:
+            self._up(stale, specs, hints)
+        if self.wait and not self.check_mode and not self.await_ready(first):
+            return targets, hints
+        if beats:
+            stale_beats = self._out_of_date(beats, self.containers(), specs, images)
+            if stale_beats:
+                self._hand_over_beat()
+                self._up(stale_beats, specs, hints)
+                if not self.check_mode:
+                    self._watch_running(stale_beats, 1.0)
+        if self.params["activate"]:
+            self.record(self.color, self.params["release"])
+        return targets, hints
+
+    def _present_images(self, targets, specs):
+        """{service: image inspect}; a missing image, or one of another architecture, fails before anything starts."""
+        images, refs = {}, {}
+        for name in targets:
+            refs[name] = service_image(self.project, name, specs[name])
+            images[name] = self.engine.image(refs[name])
+            if images[name] is None and "build" not in specs[name]:
+                raise BlueGreenError("image %s (service %s) of %s is not present locally: prepare it first (state=prepared "
+                                     "pulls or builds it); nothing was started" % (refs[name], name, self.project))
+        self._check_platforms(dict((n, i) for n, i in images.items() if i), refs, self.engine.architecture())
+        return images
+
+    def _out_of_date(self, names, before, specs, images):
+        """{service: why it must be (re)started} for those of `names` that are not up to date."""
+        mine = dict((name, [c for c in before if c["service"] == name]) for name in names)
+        # No container, no hash to compare: `config --hash` only for services that have some.
+        with_containers = [name for name in names if mine[name]]
+        hashes = self.compose.config_hashes(self.project, with_containers, **dict(
+            self.project_opts, files=list(self.project_opts["files"]) + [self._override()])) if with_containers else {}
+        reasons = {}
+        for name in names:
+            containers, spec, image = mine[name], specs[name], images.get(name)
+            if not containers:
+                reasons[name] = "no container"
+            elif len(containers) < service_replicas(spec):
+                reasons[name] = "%d of %d containers" % (len(containers), service_replicas(spec))
+            elif any(c["state"] != "running" for c in containers):
+                reasons[name] = "not running (%s)" % ", ".join(sorted({c["state"] for c in containers
+                                                                       if c["state"] != "running"}))
+            elif image is not None and any(c["image_id"] != image["Id"] for c in containers):
+                reasons[name] = "image changed"
+            elif hashes is None or any(c["config_hash"] != hashes.get(name) for c in containers):
+                reasons[name] = "configuration changed"
+        self.result.setdefault("reasons", {}).update(reasons)
+        return [name for name in names if name in reasons]
+
+    def _pressure_gate(self):
+        """Wait for the host to settle before a stage starts; False when this call's slice ended first."""
+        pressure = self.params["pressure"]
+        with Wait("pressure:%s" % self.project, pressure["wait_timeout"], self.journal, self.params["wait_slice"]) as wait:
+            started = time.monotonic()
+            outcome = Gauge(self.module).wait(self._limits(), pressure["wait_timeout"], interval=1.0,
+                                              until=time.monotonic() + wait.remaining())
+            self.timings["pressure"] = seconds(time.monotonic() - started)
+            self.result["pressure"] = outcome["readings"]
+            if outcome["settled"]:
+                wait.done()
+                return True
+            if outcome["impossible"] or wait.expired():
+                raise BlueGreenError(pressure_failure(outcome["exceeded"], pressure["wait_timeout"],
+                                                      "the start of %s" % self.project, outcome["impossible"]))
+            wait.pause()
+            self._waiting(wait.progress("host pressure before the start of %s (%s)"
+                                        % (self.project, "; ".join(outcome["exceeded"]))))
+            return False
+
+    def _waiting(self, progress):
+        self.result.update(waiting=True, progress=progress)
+
+    def _up(self, names, specs, hints):
+        if self.color == self.active:
+            self._warn_active("starting (and recreating where out of date) containers of")
+        self.result["changed"] = True
+        args = ["up", "--detach", "--no-build", "--pull", "never", "--timeout", str(self.params["stop_timeout"])]
+        started = time.monotonic()
+        self.do(self.compose_argv(args + list(names), labelled=True), "docker compose up")
+        self.timings["up"] = seconds(self.timings.get("up", 0) + time.monotonic() - started)
+        for name in names:
+            hints[name] = {"state": "running", "health": _expected_health(specs[name], self.wait)}
+        if not self.check_mode:
+            for c in self.containers(names):
+                self.baseline[c["id"]] = c["restart_count"]
+
+    # -- waiting for readiness ----------------------------------------------------
+
+    def watch(self, names):
+        """The targets' containers now; fails at once when one has exited or keeps restarting."""
+        current = self.containers(names)
+        bad = []
+        for c in current:
+            count = self.baseline.setdefault(c["id"], c["restart_count"])
+            if c["state"] in ("exited", "dead"):
+                bad.append((c, "exited (exit code %s)" % c["exit_code"]))
+            elif c["restarting"] or c["restart_count"] > count:
+                bad.append((c, "keeps restarting (%d restarts)" % c["restart_count"]))
+        if bad:
+            self.result["logs"] = self._logs([c for c, _why in bad])
+            last = []
+            for c, _why in bad:
+                last.extend(self.result["logs"].get(c["service"], [])[-5:])
+            raise NotReady("%s: %s; its last log lines: %s" % (
+                self.project, "; ".join("%s %s" % (c["name"], why) for c, why in bad),
+                " | ".join(line.strip() for line in last if line.strip()) or "(none)"))
+        return current
+
+    def await_ready(self, names):
+        """Each started service ready, by its kind; False when this call's slice ended before."""
+        started = time.monotonic()
+        try:
+            webs = [n for n in names if n == self.params["web_service"] and self.params["health"]]
+            workers = [n for n in names if n in self.worker_services and self.celery.get("app")]
+            others = [n for n in names if n not in webs + workers]
+            ready = (self._await_docker_health(others) and self._await_health(webs)
+                     and self._await_workers(workers))
+        finally:
+            self.timings["ready"] = seconds(self.timings.get("ready", 0) + time.monotonic() - started)
+        return ready
+
+    def _await_docker_health(self, names):
+        if not names:
+            return True
+        with Wait("running:%s" % self.project, self.params["wait_timeout"], self.journal, self.params["wait_slice"]) as wait:
+            while True:
+                pending = [c for c in self.watch(names) if not c["running"] or c["health"] not in READY_HEALTH]
+                if not pending:
+                    wait.done()
+                    return True
+                if wait.expired():
+                    self.result["logs"] = self._logs(pending)
+                    raise BlueGreenError("%s: not ready after wait_timeout=%ss: %s"
+                                         % (self.project, self.params["wait_timeout"], describe(pending)))
+                if wait.slice_over():
+                    wait.pause()
+                    self._waiting(wait.progress("%s ready (Docker health): %s" % (self.project, describe(pending))))
+                    return False
+                time.sleep(POLL)
+
+    def _await_health(self, names):
+        """The web on its own port: consecutive healthy answers that name this color and release."""
+        if not names:
+            return True
+        health = self.params["health"]
+        with Wait("health:%s" % self.project, health["deadline"], self.journal, self.params["wait_slice"]) as wait:
+            checker = HealthChecker(self.health_settings())
+            healthy, facts, message = checker.check(watch=lambda: self.watch(names),
+                                                    deadline=round(max(wait.remaining(), 0.1), 1))
+            self.result["health"] = facts
+            if healthy:
+                wait.done()
+                return True
+            if wait.expired():
+                raise BlueGreenError("%s: the new web is not healthy within health.deadline=%ss: %s"
+                                     % (self.project, health["deadline"], message))
+            wait.pause()
+            self._waiting(wait.progress("%s healthy on its own port (%s)" % (
+                self.project, facts.get("last_error") or "HTTP %s" % facts.get("status"))))
+            return False
+
+    def health_settings(self):
+        health = self.params["health"]
+        if self.color not in self.web_ports:
+            raise BlueGreenError("health needs web_ports with the port of %s" % self.color)
+        url = "%s://%s:%d%s" % (health["scheme"], health["host"], self.web_ports[self.color], health["path"])
+        match = {}
+        if health["color_field"]:
+            match[health["color_field"]] = self.color
+        if health["release_field"] and self.params["release"] is not None:
+            match[health["release_field"]] = self.params["release"]
+        return health_settings(url, json_match=match or None, successes=health["successes"],
+                               timeout=health["timeout"], delay=health["delay"], deadline=health["deadline"],
+                               headers=health["headers"], validate_certs=health["validate_certs"],
+                               status_codes=health["status_codes"])
+
+    def _await_workers(self, names):
+        """Each worker answers Celery's ping: ready to consume, not merely started."""
+        if not names:
+            return True
+        celery = self.celery
+        with Wait("workers:%s" % self.project, celery["ready_timeout"], self.journal, self.params["wait_slice"]) as wait:
+            started = time.monotonic()
+            nodes = {}
+            last_broadcast = 0.0
+            while True:
+                current = self.watch(names)
+                workers = [c for c in current if c["running"]]
+                pending = [c for c in workers if c["id"] not in nodes]
+                if workers and pending:
+                    control = self._control()
+                    answered = parse_ping(control.ping(destination=[node_name(c["hostname"]) for c in pending],
+                                                       timeout=min(0.5, max(wait.remaining(), 0.2))))
+                    now = time.monotonic()
+                    for c in list(pending):
+                        if node_name(c["hostname"]) in answered:
+                            nodes[c["id"]] = [node_name(c["hostname"])]
+                    pending = [c for c in pending if c["id"] not in nodes]
+                    if pending and now - last_broadcast > 3.0:
+                        # A worker started with another node name answers a ping to all, matched by hostname.
+                        last_broadcast = now
+                        everyone = parse_ping(control.ping(timeout=1.0))
+                        for c in list(pending):
+                            mine = nodes_of_host(everyone, c["hostname"])
+                            if mine:
+                                nodes[c["id"]] = mine
+                        pending = [c for c in pending if c["id"] not in nodes]
+                if not pending and workers:
+                    self.result["workers_ready"] = sorted(n for found in nodes.values() for n in found)
+                    self.timings["workers_ready"] = seconds(time.monotonic() - started)
+                    wait.done()
+                    return True
+                if wait.expired():
+                    current = self.containers(names)
+                    self.result["logs"] = self._logs(current)
+                    raise BlueGreenError("worker(s) of %s not ready within ready_timeout (%s s): %s answer no Celery "
+                                         "ping" % (self.project, celery["ready_timeout"],
+                                                   describe([c for c in current if c["id"] not in nodes])))
+                if wait.slice_over():
+                    wait.pause()
+                    self._waiting(wait.progress("the workers of %s ready (Celery ping)" % self.project))
+                    return False
+                time.sleep(0.2)
+
+    def _control(self):
+        """Celery's control from a container of this color that is already up (the web), else the workers."""
+        if self.control is None:
+            containers = self.containers()
+            control = [c for c in containers if c["service"] == self.celery.get("control_service") and c["running"]]
+            fallback = [c for c in containers if c["service"] in self.worker_services and c["running"]]
+            try:
+                self.control = open_control(self.engine, self.module.get_bin_path("docker", required=True),
+                                            control + fallback, self.celery.get("command") or ["celery"],
+                                            self.celery["app"], environ=self._docker_environ(), note=self.warn)
+            except CeleryError as exc:
+                raise BlueGreenError("cannot ask the workers of %s whether they are ready: %s" % (self.project, exc))
+        return self.control
+
+    def _docker_environ(self):
+        return {"DOCKER_HOST": self.params["docker_host"]} if self.params["docker_host"] else {}
+
+    def _hand_over_beat(self):
+        """One scheduler, always: the other color's beat must have exited before this color's starts."""
+        other = project_name(self.app, other_color(self.color))
+        live = [c for c in self.engine.containers(other, self.beat_services)
+                if c["running"] or c["paused"] or c["restarting"]]
+        if not live:
+            return
+        if self.params["other_beat"] != "stop" and self.check_mode:
+            self.warn("the beat of %s is still running: in a real run it must have exited (quiesced first) before the "
+                      "beat of %s starts" % (other, self.project))
+            return
+        if self.params["other_beat"] != "stop":
+            raise BlueGreenError(
+                "the beat of %s is still running (%s): starting the beat of %s beside it would make two "
+                "schedulers. Quiesce %s first (celery_quiesce), or set other_beat=stop"
+                % (other, ", ".join(c["name"] for c in live), self.project, other))
+        self.result["other_beat_stopped"] = [c["id"] for c in live]
+        self.result["changed"] = True
+        if self.check_mode:
+            self.engine.actions.append("stop --time %d %s" % (self.params["stop_timeout"],
+                                                              " ".join(c["id"] for c in live)))
+            return
+        # Written down first: a rescue (or the re-run after a Ctrl-C) starts it again.
+        self.journal.add(other, [{"id": c["id"], "service": c["service"], "action": "stopped", "queues": []}
+                                 for c in live])
+        self.engine.stop(live, self.params["stop_timeout"])
+        self.engine.wait_exited(live, 10, "beat")
+
+    def _watch_running(self, names, period):
+        """A just-started service that exits at once fails the call (beat has no readiness to wait for)."""
+        end = time.monotonic() + period
+        while time.monotonic() < end:
+            self.watch(names)
+            time.sleep(POLL)
+        self.watch(names)
+
+    # -- absent -------------------------------------------------------------------
 
     def state_absent(self, before):
         targets = self.targets(before)
         mine = [c for c in before if c["service"] in targets]
         if self.project_opts and not self.services:
-            networks = self.cli.labelled("network", self.project)
-            volumes = self.cli.labelled("volume", self.project) if self.params["remove_volumes"] else []
+            networks = self.engine.labelled("network", self.project)
+            volumes = self.engine.labelled("volume", self.project) if self.params["remove_volumes"] else []
             if before or networks or volumes:
                 self._warn_active("removing")
                 self.result["changed"] = True
@@ -890,25 +1614,24 @@ class ColorManager:
                 if self.params["remove_volumes"]:
                     args.append("--volumes")
                 self.do(self.compose_argv(args), "docker compose down")
-            return targets, {c["service"]: {"state": "absent", "health": "none"} for c in before}
+            return targets, dict((c["service"], {"state": "absent", "health": "none"}) for c in before)
         if mine:
             self._warn_active("removing containers of")
             self.result["changed"] = True
-            running = [c["id"] for c in mine if c["running"] or c["paused"] or c["restarting"]]
-            if running:
-                self.do([self.cli.docker, "stop", "--time", str(self.params["stop_timeout"])] + running, "docker stop")
-            self.do([self.cli.docker, "rm"] + (["--volumes"] if self.params["remove_volumes"] else [])
-                    + [c["id"] for c in mine], "docker rm")
+            if not self.check_mode:
+                self.engine.stop([c for c in mine if c["running"] or c["paused"] or c["restarting"]],
+                                 self.params["stop_timeout"])
+                self.engine.remove([c["id"] for c in mine], volumes=self.params["remove_volumes"])
         if not self.services:
-            networks = self.cli.labelled("network", self.project)
-            if networks:
-                self.result["changed"] = True
-                self.do([self.cli.docker, "network", "rm"] + networks, "docker network rm")
-            volumes = self.cli.labelled("volume", self.project) if self.params["remove_volumes"] else []
-            if volumes:
-                self.result["changed"] = True
-                self.do([self.cli.docker, "volume", "rm"] + volumes, "docker volume rm")
-        return targets, {c["service"]: {"state": "absent", "health": "none"} for c in mine}
+            leftovers = [("network", self.engine.labelled("network", self.project))]
+            if self.params["remove_volumes"]:
+                leftovers.append(("volume", self.engine.labelled("volume", self.project)))
+            for kind, names in leftovers:
+                if names:
+                    self.result["changed"] = True
+                    if not self.check_mode:
+                        self.engine.remove_labelled(kind, names)
+        return targets, dict((c["service"], {"state": "absent", "health": "none"}) for c in mine)
 
 
 def _expected_health(spec, wait):
@@ -919,50 +1642,83 @@ def _expected_health(spec, wait):
 
 
 def _diff_view(services):
-    return {name: {"state": entry["state"], "health": entry["health"]} for name, entry in sorted(services.items())}
+    return dict((name, {"state": entry["state"], "health": entry["health"]}) for name, entry in sorted(services.items()))
+
+
+ARGUMENT_SPEC = dict(
+    app=dict(type="str", required=True),
+    project_src=dict(type="path"),
+    files=dict(type="list", elements="str"),
+    env_files=dict(type="list", elements="str"),
+    env=dict(type="dict", no_log=True),
+    variables=dict(type="dict"),
+    web_ports=dict(type="dict"),
+    web_port_variable=dict(type="str", default="BLUEGREEN_WEB_PORT"),
+    compose_command=dict(type="list", elements="str"),
+    color=dict(type="str", default="idle", choices=["blue", "green", "active", "idle"]),
+    state=dict(type="str", default="inspect",
+               choices=["inspect", "prepared", "started", "stopped", "paused", "unpaused", "absent", "active"]),
+    services=dict(type="list", elements="str"),
+    web_service=dict(type="str", default="web"),
+    wait=dict(type="bool"),
+    wait_timeout=dict(type="int", default=300),
+    wait_slice=dict(type="int", default=0),
+    pull=dict(type="str", default="missing", choices=["missing", "always", "never"]),
+    build=dict(type="str", default="never", choices=["never", "always", "missing"]),
+    release=dict(type="str"),
+    record=dict(type="dict"),
+    history_size=dict(type="int", default=10),
+    state_dir=dict(type="path", default=DEFAULT_STATE_DIR),
+    journal=dict(type="path"),
+    remove_volumes=dict(type="bool", default=False),
+    stop_timeout=dict(type="int", default=60),
+    logs=dict(type="list", elements="str", default=[]),
+    activate=dict(type="bool", default=False),
+    other_beat=dict(type="str", default="refuse", choices=["refuse", "stop"]),
+    pressure=dict(type="dict", options=dict(
+        cpu_some_avg10_max=dict(type="float", default=80),
+        memory_some_avg10_max=dict(type="float", default=20),
+        mem_available_min_mb=dict(type="int", default=128),
+        disk_free_min_mb=dict(type="int", default=1024),
+        wait_timeout=dict(type="int", default=120),
+    )),
+    health=dict(type="dict", options=dict(
+        scheme=dict(type="str", default="http", choices=["http", "https"]),
+        host=dict(type="str", default="127.0.0.1"),
+        path=dict(type="str", default="/health/"),
+        successes=dict(type="int", default=3),
+        timeout=dict(type="float", default=2),
+        delay=dict(type="float", default=0.25),
+        deadline=dict(type="int", default=120),
+        status_codes=dict(type="list", elements="int", default=[200]),
+        color_field=dict(type="str", default="color"),
+        release_field=dict(type="str", default="release"),
+        headers=dict(type="dict", default={}, no_log=True),
+        validate_certs=dict(type="bool", default=True),
+    )),
+    celery=dict(type="dict", options=dict(
+        app=dict(type="str", required=True),
+        command=dict(type="list", elements="str", default=["celery"]),
+        control_service=dict(type="str", default="web"),
+        worker_services=dict(type="list", elements="str", default=["worker"]),
+        beat_services=dict(type="list", elements="str", default=["beat"]),
+        ready_timeout=dict(type="int", default=180),
+    )),
+    shared=dict(type="dict", options=dict(
+        project_src=dict(type="path", required=True),
+        files=dict(type="list", elements="str", default=[]),
+        env=dict(type="dict", default={}, no_log=True),
+        wait_timeout=dict(type="int", default=180),
+    )),
+)
 
 
 def main():
-    argument_spec = dict(
-        color=dict(type="str", default="idle", choices=["blue", "green", "active", "idle"]),
-        state=dict(type="str", default="inspect",
-                   choices=["inspect", "prepared", "started", "stopped", "paused", "unpaused", "absent", "active"]),
-        services=dict(type="list", elements="str"),
-        web_service=dict(type="str", default="web"),
-        wait=dict(type="bool"),
-        wait_timeout=dict(type="int", default=300),
-        pull=dict(type="str", default="missing", choices=["missing", "always", "never"]),
-        build=dict(type="str", default="never", choices=["never", "always", "missing"]),
-        release=dict(type="str"),
-        record=dict(type="dict"),
-        history_size=dict(type="int", default=10),
-        state_dir=dict(type="path", default=DEFAULT_STATE_DIR),
-        remove_volumes=dict(type="bool", default=False),
-        stop_timeout=dict(type="int", default=60),
-        docker_host=dict(type="str"),
-    )
-    shared = compose_argspec_ex()
-    argument_spec.update(shared["argspec"])
-    module = AnsibleModule(
-        argument_spec=argument_spec,
-        required_by=shared["required_by"],
+    run_module(
+        ColorManager, ARGUMENT_SPEC,
+        required_by=dict(files=("project_src",), env_files=("project_src",)),
         required_if=[("state", "started", ("project_src",)), ("state", "prepared", ("project_src",))],
-        supports_check_mode=True,
     )
-    manager = None
-    try:
-        manager = ColorManager(module)
-        result = manager.run()
-    except DockerCLIError as exc:
-        extra = dict(manager.result) if manager else {}
-        extra.update(exc.details())
-        module.fail_json(msg=str(exc), **extra)
-    except BlueGreenError as exc:
-        module.fail_json(msg=str(exc), **(dict(manager.result) if manager else {}))
-    except Exception as exc:  # pylint: disable=broad-except
-        module.fail_json(msg="unexpected error: %s" % exc, exception=traceback.format_exc(),
-                         **(dict(manager.result) if manager else {}))
-    module.exit_json(**result)
 
 
 if __name__ == "__main__":

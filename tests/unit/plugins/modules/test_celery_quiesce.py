@@ -1,632 +1,915 @@
 # Copyright (c) lowspec.bluegreen contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""celery_quiesce flows with the Docker CLI replaced by an in-memory host (no real binary).
+"""celery_quiesce: the real module (main(), AnsibleModule, CeleryQuiesceManager) on a fake host.
 
-Celery's replies come from the captured fixtures of the demo worker; the fake
-host keeps container states and each worker's consumed queues, so the tests
-check what is called, in which order, and what the module reports.
+The manager gets a FakeEngine (`engine=`) and a control factory whose FakeControl
+answers for a model of the workers and the broker (`control_factory=`), both from
+bluegreen_fakes.py. One Clock is the manager's clock and sleep, the wall clock of
+its waits (Wait) and of the journal, so waits take no real time and deadlines are
+exact. `world.log` lists every Docker and Celery call in order.
 """
 
 from __future__ import annotations
 
-import copy
+import functools
 import json
-from pathlib import Path
+import os
+import stat
 
 import pytest
 
-from ansible_collections.lowspec.bluegreen.plugins.module_utils._common import BlueGreenError
-from ansible_collections.lowspec.bluegreen.plugins.module_utils._state import write_state
+from ansible_collections.lowspec.bluegreen.plugins.module_utils import _state
+from ansible_collections.lowspec.bluegreen.plugins.module_utils._celery import CeleryError
+from ansible_collections.lowspec.bluegreen.plugins.module_utils._wait import Wait
 from ansible_collections.lowspec.bluegreen.plugins.modules import celery_quiesce
 
-FIXTURES = Path(__file__).parents[1] / "module_utils" / "fixtures"
+from bluegreen_fakes import CeleryWorld, Clock, FakeEngine, FakeGauge, container_id, inspected, task
+
 PROJECT = "shop-blue"
+WEB = container_id(PROJECT, "web")
+WORKER = container_id(PROJECT, "worker")
+BEAT = container_id(PROJECT, "beat")
+NODE = "celery@" + WORKER[:12]
+MANAGER = celery_quiesce.CeleryQuiesceManager
+START = Clock().now  # every test's clock starts here
 
 
-def captured(name):
-    return json.loads((FIXTURES / ("celery-%s.json" % name)).read_text())
+class Killed(BaseException):
+    """The module process dies here (a lost host, SIGKILL): no rescue of its own runs."""
 
 
-def container(service, index=1, state="running", health="none"):
-    cid = ("%s%d" % (service, index)).ljust(64, "0")
-    return {"id": cid, "name": "%s-%s-%d" % (PROJECT, service, index), "service": service, "project": PROJECT,
-            "state": state, "running": state == "running", "paused": state == "paused", "health": health,
-            "hostname": cid[:12], "oneoff": False}
+def demo(worker="running", beat="running", web="running", pool=2, queues=("celery",)):
+    """shop-blue: a web (where the Celery agent runs), one worker, one beat."""
+    world = CeleryWorld([inspected(PROJECT, "web", state=web, health="healthy"),
+                         inspected(PROJECT, "worker", state=worker, health="healthy"),
+                         inspected(PROJECT, "beat", state=beat)])
+    world.worker(WORKER, pool=pool, queues=queues)
+    return world
 
 
-class FakeHost:
-    """Stands in for DockerCLI: containers in memory, celery answered from captured replies."""
-
-    def __init__(self, containers, active_polls=0, ping=None, boot_polls=0, pool=2, busy_shrinks=0, conf=None,
-                 stale_polls=0):
-        self.containers = {c["id"]: copy.deepcopy(c) for c in containers}
-        self.queues = {c["id"]: ["celery"] for c in containers if c["service"] == "worker" and c["running"]}
-        self.pool = {c["id"]: pool for c in containers if c["service"] == "worker"}
-        self.full_pool = pool
-        self.busy_shrinks = busy_shrinks  # pool_shrink answers "busy" this often while consumers are on
-        self.conf = conf  # the settings `inspect conf` answers; None: the demo's (acks late, reject on worker lost)
-        # After a pool_shrink, `inspect stats` still lists the ended process this many times (billiard drops it
-        # from its list only at its next pool maintenance); a pool_shrink meanwhile ends a second one.
-        self.stale_polls = stale_polls
-        self.stale = {}
-        self.active_polls = active_polls  # polls of `inspect active` that still show a task
-        self.ping = ping or {}  # container id -> fixture name of its ping reply
-        self.boot_polls = boot_polls
-        self.calls = []
-        self.actions = []
-
-    # DockerCLI's interface
-    def info(self):
-        return {}
-
-    def project_containers(self, project, services=None):
-        return [copy.deepcopy(c) for c in self.containers.values() if c["project"] == project]
-
-    def inspect_containers(self, ids):
-        self.calls.append(("inspect",))
-        found = []
-        for cid in ids:
-            item = self.containers[cid]
-            if item["state"] == "running" and item.get("booting"):
-                item["booting"] -= 1
-                if not item["booting"]:
-                    item["health"] = "healthy"
-            found.append(copy.deepcopy(item))
-        return found
-
-    def container_op(self, op, ids, timeout=None):
-        if not ids:
-            return
-        self.calls.append((op, tuple(ids), timeout))
-        self.actions.append("%s %s" % (op, " ".join(ids)))
-        for cid in ids:
-            item = self.containers[cid]
-            state = {"stop": "exited", "start": "running", "pause": "paused", "unpause": "running"}[op]
-            item.update(state=state, running=state == "running", paused=state == "paused")
-            if op == "start" and item["service"] == "worker":
-                self.queues[cid] = ["celery"]
-                self.pool[cid] = self.full_pool
-                item["health"] = "starting" if self.boot_polls else "healthy"
-                item["booting"] = self.boot_polls
-
-    def exec_in(self, cid, argv, check=True, env=None):
-        item = self.containers[cid]
-        if not item["running"]:
-            return 1, "", "Error response from daemon: Container %s is not running" % cid
-        if "celeryx" in argv:
-            data = captured("no-module")
-            return data["rc"], data["stdout"], data["stderr"]
-        if "-A" in argv and argv[argv.index("-A") + 1] == "nosuchapp":
-            data = captured("app-not-found")
-            return data["rc"], data["stdout"], data["stderr"]
-        kind = "inspect" if "inspect" in argv else "control"
-        method = argv[argv.index(kind) + 1]
-        node = "celery@" + item["hostname"]
-        self.calls.append(("celery", cid[:12], method))
-        if item["service"] != "worker":
-            data = captured("ping-no-reply")
-            return data["rc"], data["stdout"], data["stderr"]
-        if method == "ping" and "--destination" not in argv:
-            return 0, json.dumps({"celery@someone-else": {"ok": "pong"}}), ""
-        if method == "ping" and item.get("booting"):
-            data = captured("ping-no-reply")  # a booting worker does not answer yet
-            return data["rc"], data["stdout"], data["stderr"]
-        if method == "ping":
-            return 0, json.dumps({node: {"ok": "pong"}}), ""
-        if method == "active_queues":
-            full = json.loads(captured("active-queues")["stdout"])
-            template = list(full.values())[0][0]
-            return 0, json.dumps({node: [dict(template, name=q) for q in self.queues[cid]]}), ""
-        if method in ("cancel_consumer", "add_consumer"):
-            queue = argv[argv.index(method) + 1]
-            if method == "cancel_consumer":
-                self.queues[cid].remove(queue)
-                return 0, json.dumps([{node: {"ok": "no longer consuming from %s" % queue}}]), ""
-            if queue not in self.queues[cid]:
-                self.queues[cid].append(queue)
-            return 0, json.dumps([{node: {"ok": "add consumer %s" % queue}}]), ""
-        if method == "reserved":
-            return 0, json.dumps({node: []}), ""
-        if method == "conf":
-            conf = list(json.loads(captured("conf")["stdout"]).values())[0] if self.conf is None else self.conf
-            return 0, json.dumps({node: conf}), ""
-        if method == "stats":
-            stats = json.loads(captured("stats")["stdout"])
-            reply = list(stats.values())[0]
-            listed = self.pool[cid]
-            if self.stale.get(cid):
-                self.stale[cid] -= 1
-                listed += 1
-            reply["pool"]["processes"] = list(range(100, 100 + listed))
-            return 0, json.dumps({node: reply}), ""
-        if method in ("pool_shrink", "pool_grow"):
-            count = int(argv[argv.index(method) + 1])
-            if method == "pool_grow":
-                self.pool[cid] += count
-                return 0, captured("pool-grow")["stdout"].replace("celery@8296434d8e9e", node), ""
-            if self.busy_shrinks and self.queues[cid]:
-                self.busy_shrinks -= 1
-                return 0, captured("pool-shrink-busy")["stdout"].replace("celery@8296434d8e9e", node), ""
-            self.pool[cid] -= count
-            self.stale[cid] = self.stale_polls
-            return 0, captured("pool-shrink")["stdout"].replace("celery@8296434d8e9e", node), ""
-        if method == "active":
-            if self.active_polls:
-                self.active_polls -= 1
-                tasks = list(json.loads(captured("active")["stdout"]).values())[0]
-                return 0, json.dumps({node: tasks}), ""
-            return 0, json.dumps({node: []}), ""
-        raise AssertionError("unexpected celery call %s" % argv)
-
-    def ops(self):
-        return [call for call in self.calls if call[0] in ("stop", "start", "pause", "unpause")
-                or (call[0] == "celery" and call[2] in ("cancel_consumer", "add_consumer", "pool_shrink", "pool_grow"))]
-
-
-class FakeModule:
-    def __init__(self, params, check_mode=False):
-        self.params = params
-        self.check_mode = check_mode
-
-
-class Clock:
-    def __init__(self):
-        self.now = 1000.0
-
-    def __call__(self):
-        return self.now
-
-    def sleep(self, seconds):
-        self.now += seconds
-
-
-DEFAULTS = dict(app=None, color=None, project=PROJECT, state_dir="/nonexistent", state="quiesced", mode="stop",
-                worker_services=["worker"], beat_services=["beat"], celery_app="tasks",
-                celery_command=["python3", "-m", "celery"], drain_timeout=300, stop_timeout=60,
-                ready_timeout=120, visibility_timeout=3600, max_pause=600, containers=None,
-                keep_processes=1, processes=None, journal=None,
-                queues=["celery"], docker_host=None)
-
-
-def run(host, check_mode=False, **params):
-    args = dict(DEFAULTS, **params)
+@pytest.fixture
+def clock(monkeypatch):
     clock = Clock()
-    manager = celery_quiesce.CeleryQuiesceManager(FakeModule(args, check_mode), cli=host, clock=clock,
-                                                  sleep=clock.sleep)
-    return manager.run()
+    monkeypatch.setattr(celery_quiesce, "time", clock)
+    monkeypatch.setattr(celery_quiesce, "Wait", functools.partial(Wait, clock=clock.time))
+    monkeypatch.setattr(_state, "time", clock)
+    return clock
 
 
-def fail(host, **params):
-    with pytest.raises(BlueGreenError) as err:
-        run(host, **params)
-    return str(err.value)
+@pytest.fixture
+def quiesce(run_main, monkeypatch, clock):
+    """quiesce(world, check_mode=False, **params): one call of the module against `world`."""
+
+    def run(world, check_mode=False, **params):
+        world.clock = clock
+        world.engine = FakeEngine(world)  # one Engine per module call, as the module makes
+
+        class Injected(MANAGER):
+            """The real manager, given the fakes through its parameters."""
+
+            def __init__(self, module):
+                super().__init__(module, engine=world.engine, control_factory=world.open_control,
+                                 clock=clock.monotonic, sleep=clock.sleep)
+
+        monkeypatch.setattr(celery_quiesce, "CeleryQuiesceManager", Injected)
+        args = dict(project=PROJECT, celery_app="tasks")
+        args.update(params)
+        args = dict((k, v) for k, v in args.items() if v is not None)
+        return run_main(celery_quiesce.main, args, check_mode=check_mode)
+
+    return run
 
 
-def demo(**states):
-    return [container("web"), container("worker", state=states.get("worker", "running"), health="healthy"),
-            container("beat", state=states.get("beat", "running"))]
+def ok(result):
+    assert not result["failed"], result["msg"]
+    return result
 
 
-WORKER = container("worker")["id"]
-BEAT = container("beat")["id"]
+def polls(world, start=0, end=None):
+    """The inspect methods the drain asked, in order."""
+    return [e[2] for e in world.log[start:end] if e[:2] == ("celery", "inspect") and e[2] in ("reserved", "active")]
 
 
-def test_quiesce_stops_beat_first_then_cancels_drains_and_stops_workers():
-    host = FakeHost(demo(), active_polls=2)
-    result = run(host)
-    assert host.ops() == [
-        ("stop", (BEAT,), 60),
-        ("celery", WORKER[:12], "cancel_consumer"),
-        ("stop", (WORKER,), 60),
+def entries(path):
+    return json.loads(path.read_text())["entries"]
+
+
+# -- quiesce: the order, and what it reports -----------------------------------------------
+
+def test_quiesce_stops_beat_first_then_cancels_drains_and_stops_the_workers(quiesce):
+    world = demo()
+    world.workers[WORKER].tasks = [task("t-1", active_polls=2)]
+    result = ok(quiesce(world, stop_timeout=90))
+
+    assert world.changes() == [
+        ("docker", "stop_in_background", ("beat",)),
+        ("celery-change", "cancel_consumer", "celery", (NODE,)),
+        ("docker", "stop_in_background", ("worker",)),
     ]
-    first_worker_call = next(i for i, c in enumerate(host.calls) if c[0] == "celery" and c[2] == "active_queues")
-    assert ("inspect",) in host.calls[:first_worker_call]  # beat seen exited before workers were touched
+    cancel = world.log.index(("celery-change", "cancel_consumer", "celery", (NODE,)))
+    stop = world.log.index(("docker", "stop_in_background", ("worker",)))
+    assert polls(world, cancel, stop) == ["reserved", "active"] * 3, "two polls still show the task, the third none"
+    assert world.stop_timeouts == [("beat", 90), ("worker", 90)]
+    assert world.state(BEAT) == world.state(WORKER) == "exited" and world.state(WEB) == "running"
+
     assert result["changed"] and result["drained"] and result["still_active"] == []
     assert result["containers"] == [
         {"id": BEAT, "service": "beat", "action": "stopped", "queues": []},
         {"id": WORKER, "service": "worker", "action": "stopped", "queues": ["celery"]},
     ]
     assert result["queues"] == {WORKER: ["celery"]}
-    assert result["beat_stopped"] == {"containers": [BEAT], "exited_before_workers": True}
-    assert set(result["timings"]) == {"beat", "cancel", "drain", "stop", "total"}
-    assert result["timings"]["drain"] == 1.0  # two polls with a task, 0.5 s apart
+    assert result["beat_stopped"] == {"containers": [BEAT], "exited": True}
+    assert result["stopping"] == [] and result["waiting"] is False
+    assert result["timings"]["drain"] == 0.4, "polled every 0.2 s"
+    assert result["actions"] == ORDERED_ACTIONS(90)
+    assert result["celery"]["transport"] == "agent" and result["celery"]["container"] == "shop-blue-web-1"
+    assert result["celery"]["calls"] > 0
+    assert not [w for w in result["warnings"] if "drain_timeout" in w]
 
 
-def test_reserved_is_read_before_active_in_every_poll():
-    host = FakeHost(demo())
-    run(host)
-    polls = [c[2] for c in host.calls if c[0] == "celery" and c[2] in ("reserved", "active")]
-    assert polls == ["reserved", "active"]
+def ORDERED_ACTIONS(stop_timeout):  # noqa: N802 - a constant that takes the grace period
+    return ["stop --time %d %s (in the background)" % (stop_timeout, BEAT),
+            "celery control cancel_consumer celery --destination %s" % NODE,
+            "stop --time %d %s (in the background)" % (stop_timeout, WORKER)]
 
 
-def test_a_task_past_the_drain_deadline_is_reported_and_the_worker_still_stops():
-    host = FakeHost(demo(), active_polls=1000)
-    result = run(host, drain_timeout=3, stop_timeout=90)
-    assert not result["drained"]
-    (task,) = result["still_active"]
-    assert task["name"] == "tasks.work" and task["state"] == "active"
-    assert task["worker"] == "celery@" + WORKER[:12] and task["container"] == WORKER
-    assert result["timings"]["drain"] == 3.0
-    assert host.ops()[-1] == ("stop", (WORKER,), 90)
-    (warning,) = [w for w in result["warnings"] if "drain_timeout" in w]
-    assert warning.startswith("1 task(s) still held when drain_timeout (3 s) passed, left to the warm shutdown "
-                              "(stop_timeout 90 s)") and task["id"] in warning
+def test_actions_are_listed_in_the_order_they_ran(quiesce):
+    assert ok(quiesce(demo()))["actions"] == ORDERED_ACTIONS(60)
 
 
-def test_a_drained_worker_gives_no_drain_warning():
-    result = run(FakeHost(demo()))
-    assert result["drained"] and not [w for w in result.get("warnings", []) if "drain_timeout" in w]
+def test_a_restart_always_container_is_made_unless_stopped_before_it_is_stopped(quiesce):
+    world = demo()
+    world.items[BEAT]["HostConfig"]["RestartPolicy"]["Name"] = "always"
+    result = ok(quiesce(world))
+    assert result["actions"][:2] == ["update --restart unless-stopped %s" % BEAT,
+                                     "stop --time 60 %s (in the background)" % BEAT]
 
 
-class SilentHost(FakeHost):
-    """A loaded worker: `inspect active` exits 0 with a reply that lacks its node."""
-
-    def __init__(self, containers, silent_polls):
-        super().__init__(containers)
-        self.silent_polls = silent_polls
-
-    def exec_in(self, cid, argv, check=True, env=None):
-        if "active" in argv and "inspect" in argv and self.silent_polls:
-            self.silent_polls -= 1
-            self.calls.append(("celery", cid[:12], "active"))
-            return 0, "{}", ""
-        return super().exec_in(cid, argv, check, env)
-
-
-def test_a_worker_that_does_not_reply_is_never_taken_as_drained():
-    result = run(SilentHost(demo(), silent_polls=1000), drain_timeout=3)
+def test_a_task_past_the_drain_deadline_is_reported_and_the_worker_still_stops(quiesce):
+    world = demo()
+    world.workers[WORKER].tasks = [task("fb2fa019", active_polls=10 ** 6)]
+    result = ok(quiesce(world, drain_timeout=3, stop_timeout=90))
     assert result["drained"] is False
-    assert any("no reply from celery@" in w for w in result["warnings"])
+    assert result["still_active"] == [
+        {"id": "fb2fa019", "name": "tasks.work", "state": "active", "worker": NODE, "container": WORKER}]
+    assert result["timings"]["drain"] == 3.0
+    assert world.changes()[-1] == ("docker", "stop_in_background", ("worker",))
+    assert world.state(WORKER) == "exited"
+    (warning,) = [w for w in result["warnings"] if "drain_timeout" in w]
+    assert warning == ("1 task(s) still held when drain_timeout (3 s) passed, left to the warm shutdown "
+                       "(stop_timeout 90 s), then to redelivery: tasks.work[fb2fa019] active")
 
 
-def test_a_late_reply_keeps_the_drain_going_until_the_worker_answers_empty():
-    host = SilentHost(demo(), silent_polls=2)
-    result = run(host, drain_timeout=30)
+def test_reserved_is_read_before_active_in_every_poll(quiesce):
+    world = demo()
+    world.workers[WORKER].tasks = [task("r-1", reserved_polls=2, active_polls=1)]
+    result = ok(quiesce(world))
+    assert polls(world) == ["reserved", "active"] * 3
+    assert result["drained"]
+
+
+def test_a_worker_that_answers_late_is_drained_only_once_it_answers_empty(quiesce):
+    world = demo()
+    world.workers[WORKER].silent = {"active": 2}
+    result = ok(quiesce(world))
+    assert polls(world).count("active") == 3
     assert result["drained"] is True
-    assert [c[2] for c in host.calls if c[0] == "celery" and c[2] == "active"] == ["active"] * 3
 
 
-def test_pause_mode_freezes_workers_but_stops_beat():
-    host = FakeHost(demo())
-    result = run(host, mode="pause", drain_timeout=60, max_pause=600)
-    assert host.ops() == [("stop", (BEAT,), 60), ("celery", WORKER[:12], "cancel_consumer"), ("pause", (WORKER,), None)]
-    assert [c["action"] for c in result["containers"]] == ["stopped", "paused"]
+def test_a_worker_that_never_answers_is_never_taken_as_drained(quiesce):
+    world = demo()
+    world.workers[WORKER].silent = {"reserved": 10 ** 6}
+    result = ok(quiesce(world, drain_timeout=3))
+    assert result["drained"] is False and result["still_active"] == []
+    assert result["timings"]["drain"] == 3.0, "waited out the whole drain_timeout"
+    assert world.state(WORKER) == "exited"
 
 
-def test_quiescing_a_quiesced_project_changes_nothing():
-    for worker_state in ("exited", "paused"):
-        host = FakeHost(demo(worker=worker_state, beat="exited"))
-        result = run(host)
-        assert not result["changed"] and result["containers"] == [] and host.ops() == []
+def test_a_worker_that_never_answers_is_named_in_a_warning(quiesce):
+    world = demo()
+    world.workers[WORKER].silent = {"reserved": 10 ** 6}
+    result = ok(quiesce(world, drain_timeout=3))
+    assert any(NODE in w for w in result["warnings"]), result["warnings"]
 
 
-def test_check_mode_reports_what_it_would_stop_and_changes_nothing():
-    host = FakeHost(demo(), active_polls=1)
-    result = run(host, check_mode=True)
-    assert host.ops() == []
-    assert result["changed"]
+# -- wait_exited=false: the stop goes on after the call ------------------------------------
+
+def test_without_wait_exited_the_call_returns_at_the_stop_and_a_later_call_sees_them_exited(quiesce, tmp_path):
+    journal = tmp_path / "shop.journal.json"
+    world = demo()
+    world.stop_polls = 10 ** 6  # the warm shutdown outlasts the call
+    world.broker.unacked_entry("tag-1", "lost-1", delivered_at=START - 60)
+    first = ok(quiesce(world, wait_exited=False, journal=str(journal)))
+    assert first["changed"] and first["stopping"] == [BEAT, WORKER]
+    assert first["beat_stopped"] == {"containers": [BEAT], "exited": False}
+    assert first["broker_checked"] is False and not [e for e in world.log if e[:2] == ("celery", "unacked")]
+    assert world.state(WORKER) == "running", "told to stop, in its warm shutdown"
+    assert [e["id"] for e in entries(journal) if e.get("stop_issued_at")] == [BEAT, WORKER]
+
+    world.finish_stops()
+    changes = len(world.changes())
+    second = ok(quiesce(world, journal=str(journal)))
+    assert world.changes()[changes:] == [("celery-change", "restore", ("tag-1",))], "no stop issued again"
+    assert second["stopping"] == [] and second["beat_stopped"]["exited"] is True
+    assert second["broker_checked"] is True and [r["id"] for r in second["restored"]] == ["lost-1"]
+    assert [c["id"] for c in second["containers"]] == [BEAT, WORKER]
+
+
+def test_a_later_call_waits_for_the_containers_still_in_their_warm_shutdown(quiesce, tmp_path):
+    journal = tmp_path / "shop.journal.json"
+    world = demo()
+    world.stop_polls = 10 ** 6
+    ok(quiesce(world, wait_exited=False, journal=str(journal)))
+    world.stop_polls = 5
+    world.stopping = dict((cid, 5) for cid in world.stopping)
+    changes = len(world.changes())
+    second = ok(quiesce(world, journal=str(journal)))
+    assert world.changes()[changes:] == [], "awaited, not stopped again"
+    assert world.state(WORKER) == world.state(BEAT) == "exited"
+    assert second["stopping"] == [] and second["beat_stopped"]["exited"] and second["broker_checked"]
+
+
+# -- mode=pause ---------------------------------------------------------------------------
+
+def test_pause_is_refused_when_it_could_outlast_the_visibility_timeout(quiesce):
+    world = demo()
+    result = quiesce(world, mode="pause", drain_timeout=300, max_pause=3300, visibility_timeout=3600)
+    assert result["failed"]
+    assert "300 s" in result["msg"] and "3300 s" in result["msg"] and "3600 s" in result["msg"]
+    assert "mode=stop" in result["msg"]
+    assert world.log == [] and world.control_opens == []
+
+
+def test_pause_freezes_the_workers_but_stops_beat(quiesce):
+    world = demo()
+    result = ok(quiesce(world, mode="pause", drain_timeout=60, max_pause=600))
+    assert world.changes() == [
+        ("docker", "stop_in_background", ("beat",)),
+        ("celery-change", "cancel_consumer", "celery", (NODE,)),
+        ("docker", "pause", ("worker",)),
+    ]
+    assert world.state(WORKER) == "paused" and world.state(BEAT) == "exited"
+    assert [(c["service"], c["action"]) for c in result["containers"]] == [("beat", "stopped"), ("worker", "paused")]
+    assert result["beat_stopped"] == {"containers": [BEAT], "exited": True}
+
+
+def test_a_frozen_workers_held_tasks_are_not_orphans_but_a_gone_consumers_are(quiesce):
+    world = demo()
+    world.workers[WORKER].tasks = [task("held-1", active_polls=10 ** 6)]
+    before = START - 30
+    world.broker.unacked_entry("tag-held", "held-1", delivered_at=before)
+    world.broker.unacked_entry("tag-lost", "lost-1", delivered_at=before)
+    result = ok(quiesce(world, mode="pause", drain_timeout=2, max_pause=600))
+    assert [t["id"] for t in result["still_active"]] == ["held-1"]
+    assert world.broker.requeued == ["tag-lost"]
+    assert [e["tag"] for e in world.broker.entries] == ["tag-held"], "it finishes after the unpause"
+    assert result["restored"] == [{"id": "lost-1", "task": "tasks.work", "queue": "celery", "delivered_at": before}]
+
+
+# -- the broker: no worker is stopped while it waits in a fetch -------------------------------
+
+def fetch_listings(world, start=0, end=None):
+    return [i for i, e in enumerate(world.log[start:end], start) if e[:2] == ("celery", "fetching")]
+
+
+def test_a_worker_is_stopped_only_once_its_last_fetch_has_returned(quiesce, clock):
+    world = demo()
+    world.broker.fetch_polls[WORKER] = 3  # its last BRPOP still waits for three listings after the cancel
+    result = ok(quiesce(world))
+    stop = world.log.index(("docker", "stop_in_background", ("worker",)))
+    listings = fetch_listings(world)
+    assert len(listings) == 4 and listings[-1] < stop
+    address = world.engine.inspect([WORKER])[0]["addresses"]
+    assert world.log[listings[0]] == ("celery", "fetching", tuple(address))
+    assert result["timings"]["fetch"] == pytest.approx(0.15)
+
+
+def test_a_worker_whose_fetch_is_over_is_stopped_after_one_listing(quiesce):
+    world = demo()
+    ok(quiesce(world))
+    assert len(fetch_listings(world, end=world.log.index(("docker", "stop_in_background", ("worker",))))) == 1
+
+
+class StampedLog(list):
+    """world.log that also notes the clock's time of each entry."""
+
+    def __init__(self, clock):
+        super().__init__()
+        self.clock = clock
+        self.times = []
+
+    def append(self, entry):
+        self.times.append(self.clock.monotonic())
+        super().append(entry)
+
+    def time_of(self, entry):
+        return self.times[self.index(entry)]
+
+
+def test_without_a_view_of_the_fetches_the_stop_waits_one_fetch_timeout_after_the_cancel(quiesce, clock):
+    world = demo()
+    world.broker.visible = False  # the broker sees the workers through NAT
+    world.log = StampedLog(clock)
+    result = ok(quiesce(world))
+    waited = (world.log.time_of(("docker", "stop_in_background", ("worker",)))
+              - world.log.time_of(("celery-change", "cancel_consumer", "celery", (NODE,))))
+    assert waited >= 1.5 - 1e-9, "stopped %.2f s after the cancel" % waited
+    assert result["timings"]["fetch"] >= 1.0
+
+
+def test_a_fetch_that_never_returns_fails_before_the_worker_is_stopped(quiesce):
+    world = demo()
+    world.broker.fetch_polls[WORKER] = 10 ** 6  # some other consumer in the worker's container
+    result = quiesce(world)
+    assert result["failed"]
+    assert "still wait(s) in a fetch from the broker" in result["msg"] and "brpop" in result["msg"]
+    assert world.state(WORKER) == "running"
+    assert ("docker", "stop_in_background", ("worker",)) not in world.changes()
+
+
+def test_another_broker_is_not_asked_for_fetches(quiesce):
+    world = demo()
+    world.broker.redis = False
+    ok(quiesce(world))
+    assert fetch_listings(world) == [] and world.state(WORKER) == "exited"
+
+
+# -- the broker: messages a gone worker left unacknowledged -----------------------------------
+
+def broker_world():
+    world = demo()
+    before = START - 60
+    world.broker.unacked_entry("tag-gone", "gone-1", delivered_at=before)
+    world.broker.unacked_entry("tag-green", "green-1", delivered_at=before)
+    world.broker.unacked_entry("tag-eta", "eta-1", delivered_at=before)
+    world.broker.after_stop = [{"tag": "tag-new", "id": "new-1", "task": "tasks.work", "exchange": "",
+                                "routing_key": "celery"}]
+    # The other color's worker is alive: what it holds, reserved or scheduled (an ETA task), is no orphan.
+    world.foreign = {"celery@green0000001": {"reserved": ["green-1"], "scheduled": ["eta-1"]}}
+    return world, before
+
+
+def test_orphans_of_the_stopped_workers_are_restored_once_and_reported(quiesce):
+    world, before = broker_world()
+    result = ok(quiesce(world))
+    assert result["broker_checked"] is True
+    assert result["restored"] == [{"id": "gone-1", "task": "tasks.work", "queue": "celery", "delivered_at": before}]
+    assert world.broker.requeued == ["tag-gone"]
+    assert sorted(e["tag"] for e in world.broker.entries) == ["tag-eta", "tag-green", "tag-new"]
+    assert any("gone-1" in w and "put back in their queue" in w for w in result["warnings"])
+    unacked = world.log.index(("celery", "unacked"))
+    asked = [e for e in world.log[unacked:] if e[0] == "celery"]
+    assert ("celery", "ping", None) in asked
+    assert [e[2] for e in asked if e[1] == "inspect"] == ["reserved", "active", "scheduled"]
+
+    again = ok(quiesce(world))
+    assert again["restored"] == [] and world.broker.requeued == ["tag-gone"], "restored exactly once"
+    assert again["changed"] is False
+
+
+def test_a_message_another_consumer_acks_meanwhile_is_not_reported_as_restored(quiesce):
+    world, _before = broker_world()
+    world.broker.vanish = {"tag-gone"}
+    result = ok(quiesce(world))
+    assert result["restored"] == [] and world.broker.requeued == []
+
+
+def test_with_no_subscriber_left_the_broker_is_not_asked_who_holds_what(quiesce):
+    world = demo()
+    world.broker.unacked_entry("tag-gone", "gone-1", delivered_at=START - 60)
+    result = ok(quiesce(world))
+    unacked = world.log.index(("celery", "unacked"))
+    assert [e for e in world.log[unacked:] if e[:2] in (("celery", "ping"), ("celery", "inspect"))] == []
+    assert [r["id"] for r in result["restored"]] == ["gone-1"]
+
+
+def test_a_live_worker_that_does_not_say_what_it_holds_leaves_the_broker_as_it_is(quiesce):
+    world, _before = broker_world()
+    world.foreign["celery@green0000001"]["silent"] = ["scheduled"]
+    result = ok(quiesce(world))
+    assert world.broker.requeued == [] and result["restored"] == []
+    assert any("celery@green0000001" in w and "did not say what they hold" in w for w in result["warnings"])
+
+
+@pytest.mark.parametrize("broker_check, redis, checked", [(False, True, False), (True, False, False),
+                                                          (True, True, True)])
+def test_the_broker_is_checked_only_when_asked_and_when_it_is_redis(quiesce, broker_check, redis, checked):
+    world, _before = broker_world()
+    world.broker.redis = redis
+    result = ok(quiesce(world, broker_check=broker_check))
+    assert result["broker_checked"] is checked
+    assert world.broker.requeued == (["tag-gone"] if checked else [])
+    assert (("celery", "unacked") in world.log) is broker_check
+
+
+def test_without_a_container_that_stays_up_the_broker_check_is_skipped_with_a_warning(quiesce):
+    world = CeleryWorld([inspected(PROJECT, "worker", health="healthy"), inspected(PROJECT, "beat")])
+    world.worker(WORKER)
+    result = ok(quiesce(world))
+    assert world.control_opens[0] == ["worker"], "no other container: the agent runs in the worker"
+    assert world.state(WORKER) == "exited"
+    assert result["broker_checked"] is False
+    assert any("were not checked" in w for w in result["warnings"])
+    assert result["celery"]["container"] == "shop-blue-worker-1"
+
+
+def test_control_service_names_where_the_agent_runs(quiesce):
+    world = demo()
+    world.add(inspected(PROJECT, "admin"))
+    ok(quiesce(world, control_service="admin"))
+    assert world.control_opens[0] == ["admin", "worker"]
+    assert world.controls[0].container["service"] == "admin"
+
+
+# -- check mode and idempotence -----------------------------------------------------------
+
+def test_check_mode_reports_what_it_would_stop_and_changes_nothing(quiesce, tmp_path):
+    journal = tmp_path / "shop.journal.json"
+    world = demo()
+    world.workers[WORKER].tasks = [task("t-1", active_polls=5)]
+    result = ok(quiesce(world, check_mode=True, journal=str(journal)))
+    assert world.changes() == [] and world.workers[WORKER].queues == ["celery"]
+    assert world.state(WORKER) == world.state(BEAT) == "running"
+    assert result["changed"] is True and result["actions"] == []
     assert [(c["service"], c["action"]) for c in result["containers"]] == [("beat", "stopped"), ("worker", "stopped")]
-    assert result["still_active"][0]["name"] == "tasks.work" and not result["drained"]
+    assert [t["id"] for t in result["still_active"]] == ["t-1"] and result["drained"] is False
+    assert not journal.exists()
 
 
-def test_pause_guard_refuses_with_the_figures():
-    host = FakeHost(demo())
-    message = fail(host, mode="pause", drain_timeout=300, max_pause=3300, visibility_timeout=3600)
-    assert "300 s" in message and "3300 s" in message and "3600 s" in message and "mode=stop" in message
-    assert host.calls == []
+@pytest.mark.parametrize("worker", ["exited", "paused"])
+def test_quiescing_a_quiesced_project_changes_nothing(quiesce, worker):
+    world = demo(worker=worker, beat="exited")
+    result = ok(quiesce(world))
+    assert not result["changed"] and result["containers"] == [] and world.changes() == []
+    assert world.control_opens == [], "no worker runs: Celery is not asked"
 
+
+def test_a_second_quiesce_changes_nothing(quiesce, tmp_path):
+    journal = tmp_path / "shop.journal.json"
+    world = demo()
+    ok(quiesce(world, journal=str(journal)))
+    changes = len(world.changes())
+    again = ok(quiesce(world, journal=str(journal)))
+    assert not again["changed"] and world.changes()[changes:] == []
+    assert [c["id"] for c in again["containers"]] == [BEAT, WORKER], "the journal's record of the project"
+
+
+# -- bad input fails before anything changes ---------------------------------------------------
 
 @pytest.mark.parametrize("option", celery_quiesce.TIMEOUT_OPTIONS)
-def test_negative_timeouts_fail_naming_the_option(option):
-    host = FakeHost(demo())
-    assert option in fail(host, **{option: -1})
-    assert host.calls == []
-
-
-def test_an_unknown_service_fails_naming_it():
-    host = FakeHost(demo())
-    message = fail(host, worker_services=["worker", "celery-low"])
-    assert "celery-low" in message and "beat, web, worker" in message
-    assert host.ops() == []
-
-
-def test_a_beat_service_named_as_a_worker_fails_before_anything_stops():
-    host = FakeHost(demo())
-    message = fail(host, worker_services=["worker", "beat"], beat_services=[])
-    assert "service beat" in message and "not a Celery worker" in message and "No nodes replied" in message
-    assert host.ops() == []
-
-
-def test_a_celery_app_celery_cannot_load_shows_celerys_message():
-    host = FakeHost(demo())
-    message = fail(host, celery_app="nosuchapp")
-    assert "celery_app=nosuchapp" in message and "The module nosuchapp was not found" in message
-    assert host.ops() == []
-
-
-def test_a_worker_without_celery_fails_quoting_the_message():
-    host = FakeHost(demo())
-    message = fail(host, celery_command=["python3", "-m", "celeryx"])
-    assert "service worker" in message and "No module named celeryx" in message
-    assert host.ops() == []
-
-
-def test_no_such_project_fails():
-    assert "has no containers" in fail(FakeHost([]))
-
-
-def test_a_service_in_both_lists_is_refused():
-    assert "both" in fail(FakeHost(demo()), beat_services=["worker"])
-
-
-def test_resume_after_pause_unfreezes_readds_the_quiesced_queues_then_starts_beat():
-    host = FakeHost(demo())
-    quiesce = run(host, mode="pause")
-    host.calls = []
-    host.queues[WORKER] = []
-    result = run(host, state="resumed", containers=[dict(c, queues=["celery", "mail"]) if c["service"] == "worker"
-                                                    else c for c in quiesce["containers"]])
-    assert host.ops() == [
-        ("unpause", (WORKER,), None),
-        ("celery", WORKER[:12], "add_consumer"),
-        ("celery", WORKER[:12], "add_consumer"),
-        ("start", (BEAT,), None),
-    ]
-    assert host.queues[WORKER] == ["celery", "mail"]
-    assert result["resumed"] == [WORKER, BEAT] and result["changed"]
-    assert set(result["timings"]) == {"start", "ready", "beat", "total"}
-
-
-def test_resume_after_stop_starts_the_same_containers_and_waits_until_ready():
-    host = FakeHost(demo(), boot_polls=3)
-    quiesce = run(host)
-    host.calls = []
-    result = run(host, state="resumed", containers=[c["id"] for c in quiesce["containers"]])
-    assert host.ops() == [("start", (WORKER,), None), ("start", (BEAT,), None)]
-    assert result["resumed"] == [WORKER, BEAT]
-    assert host.containers[WORKER]["health"] == "healthy"
-    assert result["timings"]["ready"] > 0
-
-
-def test_resume_fails_when_a_worker_is_not_ready_in_time():
-    host = FakeHost(demo(worker="exited", beat="exited"), boot_polls=1000)
-    message = fail(host, state="resumed", ready_timeout=5)
-    assert "not ready within ready_timeout (5 s)" in message and "health starting" in message
-    assert ("start", (BEAT,), None) not in host.ops()  # beat only comes back after the workers
-
-
-def test_resume_brings_back_exactly_the_given_containers():
-    host = FakeHost(demo(worker="exited", beat="exited"))
-    result = run(host, state="resumed", containers=[BEAT[:12]])
-    assert host.ops() == [("start", (BEAT,), None)] and result["resumed"] == [BEAT]
-    host = FakeHost(demo(worker="exited", beat="exited"))
-    result = run(host, state="resumed", containers=[])
-    assert host.ops() == [] and not result["changed"]
-
-
-def test_resume_refuses_a_container_of_another_project():
-    host = FakeHost(demo(worker="exited"))
-    assert "is not a container of project" in fail(host, state="resumed", containers=["ffff"])
-    assert host.ops() == []
-
-
-@pytest.mark.parametrize("bad", [[{"service": "worker"}], [3], [""], [{"id": "x", "queues": "celery"}]])
-def test_resume_refuses_malformed_containers(bad):
-    host = FakeHost(demo(worker="exited"))
-    assert "containers[0]" in fail(host, state="resumed", containers=bad)
-    assert host.calls == []
-
-
-def test_resume_of_a_running_project_changes_nothing():
-    host = FakeHost(demo())
-    result = run(host, state="resumed")
-    assert host.ops() == [] and not result["changed"] and result["resumed"] == []
-
-
-def test_resume_gives_queues_back_to_a_running_worker_left_consuming_nothing():
-    host = FakeHost(demo(beat="exited"))
-    host.queues[WORKER] = []
-    result = run(host, state="resumed", containers=[BEAT])
-    assert host.ops() == [("celery", WORKER[:12], "add_consumer"), ("start", (BEAT,), None)]
-    assert host.queues[WORKER] == ["celery"] and result["changed"]
-
-
-def test_resume_in_check_mode_reports_and_changes_nothing():
-    host = FakeHost(demo(worker="paused", beat="exited"))
-    result = run(host, state="resumed", check_mode=True)
-    assert host.ops() == [] and result["resumed"] == [WORKER, BEAT] and result["changed"]
-
-
-def test_color_active_is_read_from_the_state_file(tmp_path):
-    write_state(str(tmp_path), "shop", {"version": 1, "app": "shop", "active_color": "blue", "history": []})
-    host = FakeHost(demo(worker="exited", beat="exited"))
-    result = run(host, project=None, app="shop", color="active", state_dir=str(tmp_path))
-    assert result["project"] == "shop-blue"
-    assert "no active color" in fail(FakeHost(demo()), project=None, app="shop", color="idle",
-                                     state_dir=str(tmp_path / "none"))
-
-
-# -- mode=shrink, and growing pools back --------------------------------------
-
-def test_shrink_keeps_beat_and_consumers_and_reports_pool_sizes():
-    host = FakeHost(demo(), pool=3)
-    result = run(host, mode="shrink")
-    assert host.ops() == [("celery", WORKER[:12], "pool_shrink"), ("celery", WORKER[:12], "pool_shrink")]
-    assert host.pool[WORKER] == 1 and host.queues[WORKER] == ["celery"]
-    assert host.containers[BEAT]["state"] == "running"
-    assert result["changed"] and result["drained"] is False
-    assert result["containers"] == [
-        {"id": WORKER, "service": "worker", "action": "shrunk", "queues": [], "pool": {"before": 3, "after": 1}}]
-    assert result["pools"] == {WORKER: {"before": 3, "after": 1}}
-    assert result["beat_stopped"] == {"containers": [], "exited_before_workers": False}
-
-
-def test_shrink_warns_when_a_task_it_ends_as_it_starts_would_be_lost():
-    # Celery's defaults: acks early, no reject on a lost worker.
-    host = FakeHost(demo(), pool=2, conf={"broker_url": "redis://:s3cret@redis:6379/0"})
-    result = run(host, mode="shrink")
-    (warning,) = result["warnings"]
-    assert "celery@%s" % WORKER[:12] in warning and "task_acks_late and task_reject_on_worker_lost" in warning
-    assert "is lost, not redelivered" in warning
-    assert "s3cret" not in json.dumps(result), "the worker's configuration carries the broker URL"
-    assert host.pool[WORKER] == 1, "a warning, not a refusal: tasks may set both themselves"
-    # The demo sets both: no warning.
-    assert "warnings" not in run(FakeHost(demo(), pool=2), mode="shrink")
-
-
-def test_shrink_waits_until_the_ended_process_is_gone_so_a_rerun_does_not_shrink_again():
-    host = FakeHost(demo(), pool=2, stale_polls=3)
-    result = run(host, mode="shrink")
-    assert result["pools"][WORKER] == {"before": 2, "after": 1} and host.pool[WORKER] == 1
-    stats = [c for c in host.calls if c[0] == "celery" and c[2] == "stats"]
-    assert len(stats) == 1 + 4, "one read before, then polls until the ended process is no longer listed"
-    again = run(host, mode="shrink")
-    assert not again["changed"] and host.pool[WORKER] == 1, "a re-run right after must not end the last process"
-
-
-def test_shrink_of_a_shrunk_pool_changes_nothing():
-    host = FakeHost(demo(), pool=1)
-    result = run(host, mode="shrink")
-    assert host.ops() == [] and not result["changed"] and result["containers"] == []
-    assert result["pools"] == {WORKER: {"before": 1, "after": 1}}
-
-
-def test_shrink_of_a_busy_pool_starves_it_briefly_and_gives_the_queues_back():
-    host = FakeHost(demo(), pool=2, busy_shrinks=5)
-    result = run(host, mode="shrink")
-    assert host.ops() == [
-        ("celery", WORKER[:12], "pool_shrink"),
-        ("celery", WORKER[:12], "cancel_consumer"),
-        ("celery", WORKER[:12], "pool_shrink"),
-        ("celery", WORKER[:12], "add_consumer"),
-    ]
-    assert host.pool[WORKER] == 1 and host.queues[WORKER] == ["celery"]
-    assert result["pools"][WORKER] == {"before": 2, "after": 1}
-
-
-def test_shrink_in_check_mode_plans_and_changes_nothing():
-    host = FakeHost(demo(), pool=2)
-    result = run(host, check_mode=True, mode="shrink")
-    assert host.ops() == [] and host.pool[WORKER] == 2
-    assert result["changed"] and result["containers"][0]["pool"] == {"before": 2, "after": 1}
+def test_negative_timeouts_fail_naming_the_option(quiesce, option):
+    world = demo()
+    result = quiesce(world, **{option: -1})
+    assert result["failed"] and result["msg"] == "%s must be zero or more, got -1" % option
+    assert world.log == [] and world.control_opens == []
 
 
 @pytest.mark.parametrize("params, text", [
-    (dict(mode="shrink", keep_processes=0), "keep_processes must be 1 or more"),
-    (dict(state="resumed", processes=0), "processes must be 1 or more"),
-    (dict(state="resumed", containers=[{"id": WORKER, "pool": {"before": "2"}}]), "containers[0].pool"),
+    ({"worker_services": ["worker", "celery-low"]}, "worker_services: service celery-low not found in project "
+                                                    "shop-blue (its services: beat, web, worker)"),
+    ({"beat_services": ["worker"]}, "service worker is named in both worker_services and beat_services"),
+    ({"mode": "shrink", "keep_processes": 0}, "keep_processes must be 1 or more"),
+    ({"state": "resumed", "processes": 0}, "processes must be 1 or more"),
+    ({"state": "resumed", "containers": [{"id": WORKER, "pool": {"before": "2"}}]}, "containers[0].pool"),
+    ({"state": "resumed", "containers": [{"service": "worker"}]}, "containers[0] must be a container id"),
+    ({"state": "resumed", "containers": [3]}, "containers[0] must be a container id"),
+    ({"state": "resumed", "containers": [""]}, "containers[0] must be a container id"),
+    ({"state": "resumed", "containers": [{"id": "x", "queues": "celery"}]}, "containers[0].queues"),
+    ({"state": "resumed", "containers": ["ffff"]}, "containers: ffff is not a container of project shop-blue"),
+    ({"celery_command": []}, "celery_command must be a non-empty argv list"),
+    ({"app": "shop", "color": "blue"}, "mutually exclusive: app|project"),
 ])
-def test_pool_options_are_checked_before_anything_changes(params, text):
-    host = FakeHost(demo(), pool=2)
-    assert text in fail(host, **params)
-    assert host.ops() == [] and host.pool[WORKER] == 2
+def test_bad_input_fails_naming_the_option_before_anything_changes(quiesce, params, text):
+    world = demo(worker="exited", beat="exited") if params.get("state") == "resumed" else demo()
+    result = quiesce(world, **params)
+    assert result["failed"] and text in result["msg"]
+    assert world.changes() == []
 
 
-def test_resume_grows_a_shrunk_worker_back_and_starts_a_stopped_one_fresh():
-    host = FakeHost(demo(), pool=2)
-    shrunk = run(host, mode="shrink")
-    assert host.pool[WORKER] == 1
-    result = run(host, state="resumed", containers=shrunk["containers"])
-    assert host.ops()[-1] == ("celery", WORKER[:12], "pool_grow")
-    assert host.pool[WORKER] == 2 and result["changed"]
-    assert result["pools"] == {WORKER: {"before": 1, "after": 2}}
-    assert "grow" in result["timings"]
-    again = run(host, state="resumed", containers=shrunk["containers"])
-    assert not again["changed"]
+def test_a_beat_service_named_as_a_worker_fails_before_anything_stops(quiesce):
+    world = demo()
+    result = quiesce(world, worker_services=["worker", "beat"], beat_services=[])
+    assert result["failed"]
+    assert result["msg"].startswith("service beat (container shop-blue-beat-1) is not a Celery worker")
+    assert world.changes() == []
 
 
-def test_resume_with_processes_grows_warm_up_workers_only():
-    host = FakeHost(demo(), pool=1)
-    result = run(host, state="resumed", containers=[WORKER], beat_services=[], processes=3)
-    assert host.pool[WORKER] == 3 and result["pools"] == {WORKER: {"before": 1, "after": 3}}
-    assert run(host, state="resumed", containers=[WORKER], beat_services=[], processes=2)["changed"] is False
+def test_a_celery_app_celery_cannot_load_fails_with_celerys_message(quiesce):
+    world = demo()
+    world.app_error = ("celery_app=nosuchapp: Celery cannot load it in shop-blue-web-1 (service web): Error: "
+                       "Invalid value for '-A' / '--app': Unable to load celery application. The module nosuchapp "
+                       "was not found.")
+    result = quiesce(world, celery_app="nosuchapp")
+    assert result["failed"] and result["msg"] == world.app_error
+    assert world.changes() == []
 
 
-# -- the journal: what an interrupted run leaves behind to put back ---------
-
-class InterruptedHost(FakeHost):
-    """Dies (as a run killed midway would) at the first `op` of the workers."""
-
-    def __init__(self, containers, op, **kwargs):
-        super().__init__(containers, **kwargs)
-        self.fatal_op = op
-
-    def container_op(self, op, ids, timeout=None):
-        if op == self.fatal_op and ids and self.containers[ids[0]]["service"] == "worker":
-            raise KeyboardInterrupt
-        super().container_op(op, ids, timeout)
+def test_a_project_without_containers_fails(quiesce):
+    result = quiesce(CeleryWorld(), project="shop-green")
+    assert result["failed"] and "compose project shop-green has no containers" in result["msg"]
 
 
-def journal_of(path):
-    return json.loads(path.read_text())["entries"]
+def test_quiesce_refuses_a_damaged_journal_before_changing_anything(quiesce, tmp_path):
+    journal = tmp_path / "shop.journal.json"
+    journal.write_text("[]")
+    world = demo()
+    result = quiesce(world, journal=str(journal))
+    assert result["failed"] and "journal %s" % journal in result["msg"]
+    assert world.log == []
 
 
-def test_quiesce_writes_each_container_down_before_changing_it(tmp_path):
-    journal = tmp_path / "shop.quiesced.json"
-    host = InterruptedHost(demo(), "stop")
-    with pytest.raises(KeyboardInterrupt):
-        run(host, journal=str(journal))
-    # Killed while stopping the workers: beat is stopped, the worker consumes nothing; both are written down.
-    assert host.containers[BEAT]["state"] == "exited" and host.queues[WORKER] == []
-    assert journal_of(journal) == [
-        {"project": PROJECT, "id": BEAT, "service": "beat", "action": "stopped", "queues": []},
-        {"project": PROJECT, "id": WORKER, "service": "worker", "action": "stopped", "queues": ["celery"]},
+def test_color_active_and_idle_are_read_from_the_state_file(quiesce, tmp_path):
+    _state.write_state(str(tmp_path), "shop", dict(_state.empty_state("shop"), active_color="green"))
+    world = CeleryWorld([inspected("shop-blue", "web")])
+    result = ok(quiesce(world, project=None, app="shop", color="idle", state_dir=str(tmp_path),
+                        worker_services=[], beat_services=[]))
+    assert result["project"] == "shop-blue"
+    missing = quiesce(demo(), project=None, app="shop", color="active", state_dir=str(tmp_path / "none"))
+    assert missing["failed"] and "color=active: no active color is recorded for app shop" in missing["msg"]
+
+
+# -- the journal: written before each change ---------------------------------------------------
+
+def test_each_container_is_written_down_before_it_is_changed(quiesce, tmp_path):
+    journal = tmp_path / "shop.journal.json"
+    world = demo()
+    world.faults["stop_in_background"] = (("worker",), OSError(12, "Cannot allocate memory"))
+    result = quiesce(world, journal=str(journal))
+    assert result["failed"] and "Cannot allocate memory" in result["msg"]
+    assert ("docker", "stop_in_background", ("beat",)) in world.log and world.workers[WORKER].queues == []
+    assert [(e["service"], e["action"], e["queues"]) for e in entries(journal)] == [
+        ("beat", "stopped", []), ("worker", "stopped", ["celery"])]
+    assert stat.S_IMODE(os.stat(journal).st_mode) == 0o644
+
+
+def test_a_failure_midway_still_returns_what_was_stopped(quiesce):
+    world = demo()
+    world.faults["stop_in_background"] = (("worker",), OSError(12, "Cannot allocate memory"))
+    result = quiesce(world)
+    assert result["failed"] and ("docker", "stop_in_background", ("beat",)) in world.log
+    assert [c["id"] for c in result["containers"]] == [BEAT, WORKER]
+
+
+def test_killed_midway_the_journal_still_lists_the_beat_and_the_worker_with_its_queues(quiesce, tmp_path):
+    journal = tmp_path / "shop.journal.json"
+    world = demo()
+    world.faults["stop_in_background"] = (("worker",), Killed())
+    with pytest.raises(Killed):
+        quiesce(world, journal=str(journal))
+    assert [(e["id"], e["queues"]) for e in entries(journal)] == [(BEAT, []), (WORKER, ["celery"])]
+
+
+# -- wait_slice: a long wait over several calls, under one deadline ---------------------------
+
+def test_a_drain_longer_than_a_slice_returns_waiting_and_keeps_its_deadline(quiesce, tmp_path):
+    journal = tmp_path / "shop.journal.json"
+    world = demo()
+    world.workers[WORKER].tasks = [task("t-1", active_polls=10 ** 6)]
+    params = dict(drain_timeout=30, wait_slice=10, journal=str(journal))
+
+    first = ok(quiesce(world, **params))
+    assert first["waiting"] is True and first["changed"] is True
+    assert first["progress"] == ("the old workers of shop-blue draining (1 task(s) held: tasks.work[t-1]): "
+                                 "10 s of 30 s waited, 20 s left")
+    assert world.state(WORKER) == "running" and world.workers[WORKER].queues == []
+    assert "drain:shop-blue" in json.loads(journal.read_text())["waits"]
+
+    second = ok(quiesce(world, **params))
+    assert second["waiting"] is True and second["progress"].endswith("20 s of 30 s waited, 10 s left")
+    assert world.changes().count(("docker", "stop_in_background", ("beat",))) == 1
+
+    third = ok(quiesce(world, **params))
+    assert third["waiting"] is False and "progress" not in third
+    assert third["drained"] is False and [t["id"] for t in third["still_active"]] == ["t-1"]
+    assert world.state(WORKER) == "exited"
+    assert json.loads(journal.read_text())["waits"] == {}
+    assert [c["id"] for c in third["containers"]] == [BEAT, WORKER]
+
+
+def test_a_drain_that_fails_midway_leaves_no_wait_behind(quiesce, tmp_path):
+    journal = tmp_path / "shop.journal.json"
+    world = demo()
+    world.workers[WORKER].tasks = [task("t-1", active_polls=10 ** 6)]
+    params = dict(drain_timeout=30, wait_slice=10, journal=str(journal))
+    assert ok(quiesce(world, **params))["waiting"]
+    world.celery_faults["reserved"] = CeleryError("the Celery agent in shop-blue-web-1 did not answer inspect")
+    failed = quiesce(world, **params)
+    assert failed["failed"] and failed["msg"] == "the Celery agent in shop-blue-web-1 did not answer inspect"
+    assert json.loads(journal.read_text())["waits"] == {}, "the next quiesce waits its whole drain_timeout again"
+    assert [e["id"] for e in entries(journal)] == [BEAT, WORKER], "what was stopped is still written down"
+
+
+def test_without_a_journal_the_whole_wait_is_one_call(quiesce):
+    world = demo()
+    world.workers[WORKER].tasks = [task("t-1", active_polls=10 ** 6)]
+    result = ok(quiesce(world, drain_timeout=30, wait_slice=10))
+    assert result["waiting"] is False and result["timings"]["drain"] == 30.0
+
+
+# -- mode=shrink -------------------------------------------------------------------------------
+
+def pool_changes(world):
+    return [e[1] for e in world.changes() if e[0] == "celery-change"]
+
+
+def test_shrink_ends_one_process_at_a_time_and_keeps_beat_and_the_consumers(quiesce):
+    world = demo(pool=3)
+    world.workers[WORKER].stale_polls = 2
+    result = ok(quiesce(world, mode="shrink"))
+    assert pool_changes(world) == ["pool_shrink", "pool_shrink"]
+    first, second = [i for i, e in enumerate(world.log) if e[:2] == ("celery-change", "pool_shrink")]
+    between = [e for e in world.log[first:second] if e[:3] == ("celery", "inspect", "stats")]
+    assert len(between) == 3, "stats polled until the ended process is no longer listed (2 stale replies)"
+    assert world.workers[WORKER].pool == 1 and world.workers[WORKER].queues == ["celery"]
+    assert world.state(BEAT) == "running" and [e for e in world.log if e[0] == "docker"] == []
+    assert result["changed"] and result["drained"] is False
+    assert result["containers"] == [{"id": WORKER, "service": "worker", "action": "shrunk", "queues": [],
+                                     "pool": {"before": 3, "after": 1}}]
+    assert result["pools"] == {WORKER: {"before": 3, "after": 1}}
+    assert result["beat_stopped"] == {"containers": [], "exited": False}
+
+
+def test_a_shrink_right_after_a_shrink_does_not_end_the_last_process(quiesce):
+    world = demo(pool=2)
+    world.workers[WORKER].stale_polls = 3
+    ok(quiesce(world, mode="shrink"))
+    again = ok(quiesce(world, mode="shrink"))
+    assert not again["changed"] and world.workers[WORKER].pool == 1
+    assert again["pools"] == {WORKER: {"before": 1, "after": 1}} and again["containers"] == []
+
+
+def test_a_busy_pool_stops_consuming_until_a_process_is_idle_then_consumes_again(quiesce):
+    world = demo(pool=2)
+    world.workers[WORKER].busy_shrinks = 5
+    result = ok(quiesce(world, mode="shrink"))
+    assert pool_changes(world) == ["pool_shrink", "cancel_consumer", "pool_shrink", "add_consumer"]
+    assert world.workers[WORKER].pool == 1 and world.workers[WORKER].queues == ["celery"]
+    assert result["pools"][WORKER] == {"before": 2, "after": 1}
+
+
+def test_shrink_warns_when_a_task_it_ends_as_it_starts_would_be_lost(quiesce):
+    world = demo(pool=2)
+    world.workers[WORKER].conf = {"broker_url": "redis://:s3cret@redis:6379/0"}  # Celery's defaults otherwise
+    result = ok(quiesce(world, mode="shrink"))
+    (warning,) = result["warnings"]
+    assert NODE in warning and "task_acks_late and task_reject_on_worker_lost" in warning
+    assert "is lost, not redelivered" in warning
+    assert "s3cret" not in json.dumps(result), "only the two settings leave the worker"
+    assert world.workers[WORKER].pool == 1, "a warning, not a refusal: tasks may set both themselves"
+    assert ok(quiesce(demo(pool=2), mode="shrink"))["warnings"] == [], "the demo sets both"
+
+
+def test_shrink_of_a_shrunk_pool_changes_nothing(quiesce):
+    world = demo(pool=1)
+    result = ok(quiesce(world, mode="shrink"))
+    assert pool_changes(world) == [] and not result["changed"] and result["containers"] == []
+
+
+def test_shrink_in_check_mode_plans_and_changes_nothing(quiesce):
+    world = demo(pool=2)
+    result = ok(quiesce(world, check_mode=True, mode="shrink"))
+    assert pool_changes(world) == [] and world.workers[WORKER].pool == 2
+    assert result["changed"] and result["containers"][0]["pool"] == {"before": 2, "after": 1}
+
+
+def test_shrink_in_check_mode_reports_the_pool_sizes_it_would_reach(quiesce):
+    result = ok(quiesce(demo(pool=2), check_mode=True, mode="shrink"))
+    assert result["pools"] == {WORKER: {"before": 2, "after": 1}}
+
+
+def test_shrink_journals_the_pool_size_to_grow_back_to(quiesce, tmp_path):
+    journal = tmp_path / "shop.journal.json"
+    ok(quiesce(demo(pool=3), check_mode=True, mode="shrink", journal=str(journal)))
+    assert not journal.exists()
+    ok(quiesce(demo(pool=3), mode="shrink", journal=str(journal)))
+    assert entries(journal) == [{"project": PROJECT, "id": WORKER, "service": "worker", "action": "shrunk",
+                                 "queues": [], "pool": {"before": 3, "after": 1}}]
+
+
+# -- resume -------------------------------------------------------------------------------------
+
+def started(world):
+    return [e for e in world.log if e[0] == "docker" and e[1] in ("start", "unpause")]
+
+
+def test_resume_after_stop_starts_the_same_containers_workers_first_and_beat_once_they_answer(quiesce):
+    world = demo()
+    quiesced = ok(quiesce(world))
+    world.workers[WORKER].boot_pings_after_start = 3
+    world.log = []
+    result = ok(quiesce(world, state="resumed", containers=[c["id"] for c in quiesced["containers"]]))
+    assert started(world) == [("docker", "start", ("worker",)), ("docker", "start", ("beat",))]
+    pings = [i for i, e in enumerate(world.log) if e[:2] == ("celery", "ping")]
+    assert len(pings) == 4 and pings[-1] < world.log.index(("docker", "start", ("beat",))), \
+        "beat starts only after the worker answered"
+    assert result["resumed"] == [WORKER, BEAT] and result["changed"]
+    assert world.state(WORKER) == world.state(BEAT) == "running"
+    assert world.workers[WORKER].started == 1, "started, never recreated"
+    assert result["timings"]["ready"] > 0
+
+
+def test_resume_after_pause_unfreezes_gives_the_queues_back_then_starts_beat(quiesce):
+    world = demo()
+    quiesced = ok(quiesce(world, mode="pause"))
+    world.log = []
+    containers = [dict(c, queues=["celery", "mail"]) if c["service"] == "worker" else c
+                  for c in quiesced["containers"]]
+    result = ok(quiesce(world, state="resumed", containers=containers))
+    assert list(world.changes()) == [
+        ("docker", "unpause", ("worker",)),
+        ("celery-change", "add_consumer", "celery", (NODE,)),
+        ("celery-change", "add_consumer", "mail", (NODE,)),
+        ("docker", "start", ("beat",)),
     ]
-    assert oct(journal.stat().st_mode & 0o777) == "0o644"
+    assert world.workers[WORKER].queues == ["celery", "mail"] and result["resumed"] == [WORKER, BEAT]
 
 
-def test_a_later_run_brings_back_what_an_interrupted_one_left_and_forgets_it(tmp_path):
-    journal = tmp_path / "shop.quiesced.json"
-    host = InterruptedHost(demo(), "stop")
-    with pytest.raises(KeyboardInterrupt):
-        run(host, journal=str(journal))
+def test_resume_fails_when_a_worker_is_not_ready_in_time_and_beat_stays_down(quiesce):
+    world = demo(worker="exited", beat="exited")
+    world.workers[WORKER].boot_pings_after_start = 10 ** 6
+    result = quiesce(world, state="resumed", ready_timeout=5)
+    assert result["failed"] and "not ready within ready_timeout (5 s)" in result["msg"]
+    assert "shop-blue-worker-1 (running, health healthy)" in result["msg"]
+    assert ("docker", "start", ("beat",)) not in world.log
+
+
+def test_resume_fails_at_once_when_a_worker_exits_while_it_comes_back(quiesce):
+    world = demo(worker="exited", beat="exited")
+    world.logs[WORKER] = ["Traceback (most recent call last):", "ModuleNotFoundError: No module named 'tasks'"]
+    real_start = world.start
+    world.start = lambda cid: (real_start(cid), world.exit(cid, 1) if cid == WORKER else None)
+    result = quiesce(world, state="resumed")
+    assert result["failed"]
+    assert result["msg"].startswith("worker(s) exited while coming back: shop-blue-worker-1 (exit code 1); "
+                                    "last log lines: Traceback")
+    assert "No module named 'tasks'" in result["msg"]
+    assert ("docker", "start", ("beat",)) not in world.log
+
+
+def test_resume_brings_back_exactly_the_given_containers(quiesce):
+    world = demo(worker="exited", beat="exited")
+    result = ok(quiesce(world, state="resumed", containers=[BEAT[:12]]))
+    assert started(world) == [("docker", "start", ("beat",))] and result["resumed"] == [BEAT]
+    world = demo(worker="exited", beat="exited")
+    result = ok(quiesce(world, state="resumed", containers=[]))
+    assert started(world) == [] and not result["changed"]
+
+
+def test_resume_of_a_running_project_changes_nothing(quiesce):
+    world = demo()
+    result = ok(quiesce(world, state="resumed"))
+    assert world.changes() == [] and not result["changed"] and result["resumed"] == []
+
+
+def test_resume_gives_queues_back_to_a_running_worker_left_consuming_nothing(quiesce):
+    world = demo(beat="exited")
+    world.workers[WORKER].queues = []
+    result = ok(quiesce(world, state="resumed", containers=[BEAT]))
+    assert world.changes() == [("celery-change", "add_consumer", "celery", (NODE,)), ("docker", "start", ("beat",))]
+    assert world.workers[WORKER].queues == ["celery"] and result["changed"]
+
+
+def test_resume_in_check_mode_reports_and_changes_nothing(quiesce):
+    world = demo(worker="paused", beat="exited")
+    result = ok(quiesce(world, state="resumed", check_mode=True))
+    assert world.changes() == [] and result["resumed"] == [WORKER, BEAT] and result["changed"]
+
+
+def test_resume_grows_a_shrunk_worker_back_to_its_recorded_size(quiesce):
+    world = demo(pool=2)
+    shrunk = ok(quiesce(world, mode="shrink"))
+    world.log = []
+    result = ok(quiesce(world, state="resumed", containers=shrunk["containers"]))
+    assert world.changes() == [("celery-change", "pool_grow", 1, (NODE,))]
+    assert world.workers[WORKER].pool == 2 and result["pools"] == {WORKER: {"before": 1, "after": 2}}
+    assert "grow" in result["timings"]
+    assert not ok(quiesce(world, state="resumed", containers=shrunk["containers"]))["changed"]
+
+
+def test_resume_with_processes_grows_warm_up_workers_and_never_shrinks(quiesce):
+    world = demo(pool=1)
+    result = ok(quiesce(world, state="resumed", containers=[WORKER], beat_services=[], processes=3))
+    assert world.workers[WORKER].pool == 3 and result["pools"] == {WORKER: {"before": 1, "after": 3}}
+    assert not ok(quiesce(world, state="resumed", containers=[WORKER], beat_services=[], processes=2))["changed"]
+    assert world.workers[WORKER].pool == 3
+
+
+def test_pools_keep_their_size_when_the_host_does_not_settle(quiesce, monkeypatch):
+    gauge = FakeGauge([{"settled": False, "exceeded": ["memory available 90 MB < 128 MB"],
+                        "impossible": ["mem_available_min_mb=128 MB is more than all the memory of this host"]}])
+    monkeypatch.setattr(celery_quiesce, "Gauge", gauge)
+    world = demo(pool=1)
+    result = ok(quiesce(world, state="resumed", containers=[WORKER], beat_services=[], processes=3,
+                        pressure={"mem_available_min_mb": 128}))
+    assert world.workers[WORKER].pool == 1 and world.changes() == []
+    assert any("shop-blue keep their size" in w for w in result["warnings"])
+    assert gauge.calls[0]["limits"]["mem_available_min_mb"] == 128
+
+
+def test_pools_grow_once_the_host_has_settled(quiesce, monkeypatch):
+    monkeypatch.setattr(celery_quiesce, "Gauge", FakeGauge([{"settled": True}]))
+    world = demo(pool=1)
+    result = ok(quiesce(world, state="resumed", containers=[WORKER], beat_services=[], processes=3, pressure={}))
+    assert world.workers[WORKER].pool == 3 and result["pressure"] == {"cpu_some_avg10": 1.0}
+
+
+# -- resume from the journal ----------------------------------------------------------------------
+
+def test_a_rescue_brings_back_the_journals_containers_and_forgets_only_them(quiesce, tmp_path):
+    journal = tmp_path / "shop.journal.json"
+    world = demo()
+    ok(quiesce(world, journal=str(journal)))
     other = {"project": "shop-green", "id": "f" * 64, "service": "worker", "action": "stopped", "queues": []}
-    journal.write_text(json.dumps({"entries": journal_of(journal) + [other]}))
-    host.calls = []
-    # The later run stopped nothing itself (containers: []), yet both come back: the worker's queues, then beat.
-    result = run(host, state="resumed", containers=[], journal=str(journal))
-    assert host.ops() == [("celery", WORKER[:12], "add_consumer"), ("start", (BEAT,), None)]
-    assert host.queues[WORKER] == ["celery"] and host.containers[BEAT]["state"] == "running"
-    assert result["from_journal"] == [BEAT, WORKER] and result["changed"]
-    assert journal_of(journal) == [other]
+    data = json.loads(journal.read_text())
+    journal.write_text(json.dumps(dict(data, entries=data["entries"] + [other])))
+    world.log = []
+    result = ok(quiesce(world, state="resumed", containers=[], journal=str(journal)))
+    assert started(world) == [("docker", "start", ("worker",)), ("docker", "start", ("beat",))]
+    assert result["from_journal"] == [BEAT, WORKER] and result["resumed"] == [WORKER, BEAT]
+    assert entries(journal) == [other]
 
 
-def test_resume_skips_journal_entries_of_containers_that_are_gone(tmp_path):
-    journal = tmp_path / "shop.quiesced.json"
+def test_a_rescue_waits_for_a_worker_still_in_its_warm_shutdown_then_starts_it(quiesce, tmp_path):
+    journal = tmp_path / "shop.journal.json"
+    world = demo()
+    world.stop_polls = 10 ** 6
+    ok(quiesce(world, wait_exited=False, journal=str(journal)))
+    world.stopping = dict((cid, 4) for cid in world.stopping)
+    world.log = []
+    result = ok(quiesce(world, state="resumed", journal=str(journal)))
+    assert started(world) == [("docker", "start", ("worker",)), ("docker", "start", ("beat",))]
+    assert world.workers[WORKER].started == 1 and world.state(WORKER) == "running"
+    assert result["resumed"] == [WORKER, BEAT] and not journal.exists()
+
+
+def test_a_rescue_grows_a_shrunk_worker_from_the_journal(quiesce, tmp_path):
+    journal = tmp_path / "shop.journal.json"
+    world = demo(pool=3)
+    ok(quiesce(world, mode="shrink", journal=str(journal)))
+    world.log = []
+    result = ok(quiesce(world, state="resumed", containers=[], journal=str(journal)))
+    assert world.changes() == [("celery-change", "pool_grow", 2, (NODE,))]
+    assert result["pools"] == {WORKER: {"before": 1, "after": 3}} and not journal.exists()
+
+
+def test_resume_skips_journal_entries_of_containers_that_are_gone(quiesce, tmp_path):
+    journal = tmp_path / "shop.journal.json"
     gone = "e" * 64
     journal.write_text(json.dumps({"entries": [
         {"project": PROJECT, "id": gone, "service": "worker", "action": "stopped", "queues": ["celery"]}]}))
-    host = FakeHost(demo())
-    result = run(host, state="resumed", containers=[], journal=str(journal))
-    assert host.ops() == [] and not result["changed"] and result["from_journal"] == []
+    world = demo()
+    result = ok(quiesce(world, state="resumed", containers=[], journal=str(journal)))
+    assert world.changes() == [] and not result["changed"] and result["from_journal"] == []
     assert any(gone[:12] in w and "no longer exists" in w for w in result["warnings"])
     assert not journal.exists()
 
 
-def test_a_damaged_journal_does_not_stop_a_rescue(tmp_path):
-    journal = tmp_path / "shop.quiesced.json"
+def test_a_damaged_journal_does_not_stop_a_rescue(quiesce, tmp_path):
+    journal = tmp_path / "shop.journal.json"
     journal.write_text("{not json")
-    host = FakeHost(demo(beat="exited"))
-    result = run(host, state="resumed", containers=[BEAT], journal=str(journal))
-    assert host.ops() == [("start", (BEAT,), None)]
+    world = demo(beat="exited")
+    result = ok(quiesce(world, state="resumed", containers=[BEAT], journal=str(journal)))
+    assert started(world) == [("docker", "start", ("beat",))]
     assert any("not valid JSON" in w for w in result["warnings"])
 
 
-def test_quiesce_refuses_a_damaged_journal_before_changing_anything(tmp_path):
-    journal = tmp_path / "shop.quiesced.json"
-    journal.write_text("[]")
-    host = FakeHost(demo())
-    message = fail(host, journal=str(journal))
-    assert "journal" in message and str(journal) in message
-    assert host.ops() == []
+def test_a_resume_that_waits_over_several_calls_finishes(quiesce, tmp_path):
+    journal = tmp_path / "shop.journal.json"
+    world = demo()
+    ok(quiesce(world, journal=str(journal)))
+    world.workers[WORKER].boot_pings_after_start = 60  # answers after about 12 s of pings every 0.2 s
+    params = dict(state="resumed", journal=str(journal), wait_slice=5, ready_timeout=60)
+    first = ok(quiesce(world, **params))
+    assert first["waiting"] and first["progress"].startswith("the workers of shop-blue answering Celery's ping: 5 s")
+    second = ok(quiesce(world, **params))
+    assert "stopping" not in second.get("progress", ""), second["progress"]
+    results = [second] + [ok(quiesce(world, **params)), ok(quiesce(world, **params))]
+    assert not results[-1]["waiting"] and world.state(BEAT) == "running"
+    assert world.workers[WORKER].started == 1
 
 
-def test_check_mode_and_shrink_journal_as_expected(tmp_path):
-    journal = tmp_path / "shop.quiesced.json"
-    run(FakeHost(demo()), check_mode=True, journal=str(journal))
-    assert not journal.exists()
-    host = FakeHost(demo(), pool=3)
-    run(host, mode="shrink", journal=str(journal))
-    assert journal_of(journal) == [{"project": PROJECT, "id": WORKER, "service": "worker", "action": "shrunk",
-                                    "queues": [], "pool": {"before": 3, "after": 1}}]
+def test_a_rescue_after_a_stop_that_never_started_gives_the_worker_its_queues_back(quiesce, tmp_path):
+    journal = tmp_path / "shop.journal.json"
+    world = demo()
+    world.faults["stop_in_background"] = (("worker",), OSError(12, "Cannot allocate memory"))
+    assert quiesce(world, journal=str(journal))["failed"]
+    del world.faults["stop_in_background"]
+    result = ok(quiesce(world, state="resumed", containers=[], journal=str(journal)))
+    assert world.workers[WORKER].queues == ["celery"] and world.state(BEAT) == "running"
+    assert result["changed"]
+
+
+def test_resume_of_a_project_of_workers_only(quiesce):
+    world = CeleryWorld([inspected(PROJECT, "worker", health="healthy"), inspected(PROJECT, "beat")])
+    world.worker(WORKER)
+    ok(quiesce(world))
+    result = ok(quiesce(world, state="resumed"))
+    assert result["resumed"] == [WORKER, BEAT]
+
+
+def test_a_healthy_worker_with_another_node_name_is_ready(quiesce):
+    world = demo(worker="exited", beat="exited")
+    world.workers[WORKER].nodes = ["worker1@" + WORKER[:12]]
+    result = ok(quiesce(world, state="resumed", ready_timeout=10))
+    assert result["resumed"] == [WORKER, BEAT]

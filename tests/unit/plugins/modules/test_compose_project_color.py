@@ -1,156 +1,71 @@
 # Copyright (c) lowspec.bluegreen contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""compose_project_color without a real binary: the docker CLI is a small fake world built
-from captured output (docker inspect, image inspect, compose config), and every command the
-module runs is recorded. Also the pure helpers it added to module_utils/_compose.py."""
+"""compose_project_color: the real module (main(), AnsibleModule, ColorManager) on a fake host.
+
+The manager's Engine is a FakeEngine, the Compose CLI is answered through run_command by
+a ComposeWorld (bluegreen_fakes.py) built from captured output (docker inspect of the demo's
+blue color, image inspect, `docker compose config`), which records every command run;
+Celery's control, the HTTP check and the host's pressure are fakes at the functions the
+module calls. Waits run on a fake clock.
+"""
 
 from __future__ import annotations
 
-import copy
+import functools
 import json
 import os
-from pathlib import Path
 
 import pytest
 
 from ansible.module_utils import basic
-from ansible_collections.lowspec.bluegreen.plugins.module_utils import _compose
+from ansible_collections.lowspec.bluegreen.plugins.module_utils import _state
+from ansible_collections.lowspec.bluegreen.plugins.module_utils._docker import (
+    LABEL_CONFIG_HASH,
+    LABEL_PROJECT,
+    LABEL_SERVICE,
+)
+from ansible_collections.lowspec.bluegreen.plugins.module_utils._wait import Wait
 from ansible_collections.lowspec.bluegreen.plugins.modules import compose_project_color
 
-FIXTURES = Path(__file__).resolve().parents[1] / "module_utils" / "fixtures"
-DOCKER = "/usr/bin/docker"
-COMPOSE_OPTS_WITH_VALUE = ("--ansi", "--project-name", "--project-directory", "--file", "--env-file", "--profile")
+from bluegreen_fakes import (
+    DOCKER_BIN,
+    Clock,
+    ComposeWorld,
+    FakeEngine,
+    FakeGauge,
+    FakeHealth,
+    compose_parts,
+    fixture_text,
+)
+
+IMAGE = json.loads(fixture_text("docker-image-inspect-demo-v1.json"))[0]
+SECRET = "s3cr3t-value"
 
 
-def fixture(name):
-    return (FIXTURES / name).read_text()
-
-
-def demo_containers(project="demo-blue"):
-    """The captured demo-blue containers (web, worker, beat; running, healthy), relabelled for `project`."""
-    containers = json.loads(fixture("docker-inspect-demo-blue.json"))
-    for item in containers:
+def captured(project="demo-blue"):
+    """The captured containers of the demo (web, worker, beat; running), relabelled for `project`."""
+    items = json.loads(fixture_text("docker-inspect-demo-blue.json"))
+    for item in items:
         labels = item["Config"]["Labels"]
-        labels[_compose.LABEL_PROJECT] = project
-        item["Name"] = "/%s-%s-1" % (project, labels[_compose.LABEL_SERVICE])
-        item["Id"] = "%s%s" % (project.split("-")[-1][0], item["Id"][1:])
-    return containers
+        labels[LABEL_PROJECT] = project
+        item["Name"] = "/%s-%s-1" % (project, labels[LABEL_SERVICE])
+        item["Id"] = project.split("-")[-1][0] + item["Id"][1:]
+    return items
 
 
-class Exit(Exception):
-    def __init__(self, result):
-        super().__init__(result.get("msg", ""))
-        self.result = result
+def world_of(*projects, images=None):
+    """A host running the captured demo in `projects`, up to date with the compose files (no release given)."""
+    items = [item for project in projects for item in captured(project)]
+    world = ComposeWorld(items, images={"lowspec-demo:v1": IMAGE} if images is None else images)
+    for item in captured():
+        labels = item["Config"]["Labels"]
+        world.hashes[(labels[LABEL_SERVICE], "")] = labels[LABEL_CONFIG_HASH]
+    return world
 
 
-class FakeDocker:
-    """Answers the module's commands from a small model of containers and images."""
-
-    def __init__(self, containers=(), images=None, hashes=None, info=None, compose_rc=0, fail=None):
-        self.containers = {c["Id"]: c for c in copy.deepcopy(list(containers))}
-        v1 = json.loads(fixture("docker-image-inspect-demo-v1.json"))[0]
-        self.images = {"lowspec-demo:v1": v1} if images is None else images
-        self.config = json.loads(fixture("compose-config-demo-5.6.1.json"))
-        self.hashes = hashes
-        self.info = json.loads(fixture("docker-info-20.10-x86_64.json")) if info is None else info
-        self.compose_rc = compose_rc
-        self.fail = fail or {}
-        self.calls = []
-
-    # -- helpers ---------------------------------------------------------
-
-    @staticmethod
-    def compose_parts(argv):
-        """(project, subcommand args) of a compose argv."""
-        rest, project = argv[2:], None
-        while rest and rest[0] in COMPOSE_OPTS_WITH_VALUE:
-            if rest[0] == "--project-name":
-                project = rest[1]
-            rest = rest[2:]
-        return project, rest
-
-    def of_project(self, project):
-        return [c for c in self.containers.values() if c["Config"]["Labels"][_compose.LABEL_PROJECT] == project]
-
-    def set_state(self, ids, status, paused=False, health=None):
-        for cid in ids:
-            state = self.containers[cid]["State"]
-            state.update(Status=status, Running=status == "running", Paused=paused)
-            if health and "Health" in state:
-                state["Health"]["Status"] = health
-
-    def changing(self):
-        """The calls that change something, as `actions` would show them."""
-        changing = ("stop", "start", "pause", "unpause", "rm", "up", "down", "pull", "build")
-        found = []
-        for argv, _env in self.calls:
-            words = self.compose_parts(argv)[1] if argv[1] == "compose" else argv[1:]
-            if words and (words[0] in changing or words[:2] in (["network", "rm"], ["volume", "rm"])):
-                found.append(argv)
-        return found
-
-    # -- the CLI ---------------------------------------------------------
-
-    def __call__(self, argv, environ_update=None, **_kwargs):
-        self.calls.append((list(argv), dict(environ_update or {})))
-        for prefix, answer in self.fail.items():
-            if " ".join(argv).startswith(prefix):
-                return answer
-        if argv[0] != DOCKER:
-            return 1, "", "unexpected binary"
-        args = argv[1:]
-        if args[0] == "info":
-            return 0, json.dumps(self.info), ""
-        if args[0] == "compose":
-            return self.compose(argv)
-        if args[0] == "ps":
-            project = args[-1].split("=", 2)[2]
-            return 0, "".join(c["Id"] + "\n" for c in self.of_project(project)), ""
-        if args[0] == "inspect":
-            return 0, json.dumps([self.containers[cid] for cid in args[3:]]), ""
-        if args[:2] == ["image", "inspect"]:
-            image = self.images.get(args[2])
-            return (0, json.dumps([image]), "") if image else (1, "[]", "Error: No such image: %s" % args[2])
-        if args[0] in ("network", "volume") and args[1] == "ls":
-            return 0, "", ""
-        ids = [a for a in args[1:] if a in self.containers]
-        if args[0] == "stop":
-            self.set_state(ids, "exited")
-        elif args[0] in ("start", "unpause"):
-            self.set_state(ids, "running", health="healthy")
-        elif args[0] == "pause":
-            self.set_state(ids, "running", paused=True)
-        elif args[0] == "rm":
-            for cid in ids:
-                del self.containers[cid]
-        elif args[0] == "logs":
-            return 0, "booting\nfailed\n", ""
-        return 0, "", ""
-
-    def compose(self, argv):
-        if argv[2] == "version":
-            return (0, fixture("compose-version-5.6.1.txt"), "") if self.compose_rc == 0 else (1, "", "not a command")
-        project, words = self.compose_parts(argv)
-        if words[:3] == ["config", "--format", "json"]:
-            return 0, json.dumps(dict(self.config, name=project)), ""
-        if words[:2] == ["config", "--hash"]:
-            return 0, "".join("%s %s\n" % item for item in sorted((self.hashes or {}).items())), ""
-        if words[0] == "up":
-            services = [w for w in words[1:] if w in self.config["services"]] or list(self.config["services"])
-            existing = {c["Config"]["Labels"][_compose.LABEL_SERVICE]: c for c in self.of_project(project)}
-            for template in demo_containers(project):
-                service = template["Config"]["Labels"][_compose.LABEL_SERVICE]
-                if service in services:
-                    if service in existing:
-                        self.set_state([existing[service]["Id"]], "running", health="healthy")
-                    else:
-                        self.containers[template["Id"]] = template
-            return 0, "", ""
-        if words[0] == "down":
-            for c in self.of_project(project):
-                del self.containers[c["Id"]]
-        return 0, "", ""
+def ids(world, project, service=None):
+    return sorted(c["id"] for c in world.engine.containers(project) if service in (None, c["service"]))
 
 
 @pytest.fixture
@@ -161,370 +76,675 @@ def project_src(tmp_path):
     return str(src)
 
 
-def run(fake, args, monkeypatch, check_mode=False, diff=False):
-    """Run the module's main() with `args`; return its result (failed or not)."""
-    payload = dict(args, _ansible_check_mode=check_mode, _ansible_diff=diff)
-    monkeypatch.setattr(basic, "_ANSIBLE_ARGS", json.dumps({"ANSIBLE_MODULE_ARGS": payload}).encode())
-    if hasattr(basic, "_ANSIBLE_PROFILE"):
-        monkeypatch.setattr(basic, "_ANSIBLE_PROFILE", "legacy")
-    monkeypatch.setattr(basic.AnsibleModule, "run_command", lambda self, argv, **kw: fake(argv, **kw))
-    monkeypatch.setattr(basic.AnsibleModule, "get_bin_path",
-                        lambda self, name, required=False, opt_dirs=None: DOCKER if name == "docker" else None)
-
-    def exit_json(self, **result):
-        raise Exit(dict(result, failed=False))
-
-    def fail_json(self, msg, **result):
-        raise Exit(dict(result, msg=msg, failed=True))
-
-    monkeypatch.setattr(basic.AnsibleModule, "exit_json", exit_json)
-    monkeypatch.setattr(basic.AnsibleModule, "fail_json", fail_json)
-    warned = []
-    monkeypatch.setattr(basic.AnsibleModule, "warn", lambda self, msg: warned.append(msg))
-    with pytest.raises(Exit) as exc:
-        compose_project_color.main()
-    return dict(exc.value.result, _warnings=warned)
+@pytest.fixture
+def clock(monkeypatch):
+    clock = Clock()
+    monkeypatch.setattr(compose_project_color, "time", clock)
+    monkeypatch.setattr(compose_project_color, "Wait", functools.partial(Wait, clock=clock.time))
+    monkeypatch.setattr(_state, "time", clock)
+    return clock
 
 
 @pytest.fixture
-def args(tmp_path, project_src):
-    return {"app": "demo", "project_src": project_src, "state_dir": str(tmp_path / "state"),
-            "env": {"BLUEGREEN_WEB_PORT": "18080", "SECRET_TOKEN": "s3cr3t-value"}}
+def color(run_main, monkeypatch, clock, project_src, tmp_path):
+    """color(world, check_mode=False, diff=False, **params): one call of the module against `world`."""
+    base = {"app": "demo", "project_src": project_src, "state_dir": str(tmp_path / "state"),
+            "compose_command": [DOCKER_BIN, "compose"], "env": {"SECRET_TOKEN": SECRET},
+            "web_ports": {"blue": 18080, "green": 18081}}
+
+    def run(world, check_mode=False, diff=False, **params):
+        world.clock = clock
+        world.engine = FakeEngine(world)
+        monkeypatch.setattr(compose_project_color, "Engine", lambda module, docker_host="": world.engine)
+        monkeypatch.setattr(basic.AnsibleModule, "run_command", lambda self, argv, **kw: world.run_command(argv, **kw))
+        monkeypatch.setattr(compose_project_color, "open_control",
+                            lambda engine, docker_bin, containers, command, app, environ=None, note=None:
+                            world.open_control(containers))
+        args = dict(base, **params)
+        args = dict((k, v) for k, v in args.items() if v is not None)
+        return run_main(compose_project_color.main, args, check_mode=check_mode, diff=diff)
+
+    run.base = base
+    return run
 
 
-def blue_world(**kwargs):
-    containers = demo_containers("demo-blue")
-    hashes = {c["Config"]["Labels"][_compose.LABEL_SERVICE]: c["Config"]["Labels"][_compose.LABEL_CONFIG_HASH]
-              for c in containers}
-    kwargs.setdefault("hashes", hashes)
-    return FakeDocker(containers, **kwargs)
+def ok(result):
+    assert not result["failed"], result["msg"]
+    return result
 
 
-# -- inspect -----------------------------------------------------------------
+def compose_calls(world, subcommand=None):
+    """The Compose commands run, as (options, words); only those of `subcommand` when given."""
+    found = [compose_parts(argv) for argv, _env, _cwd in world.calls]
+    return [(o, w) for o, w in found if subcommand is None or w[:1] == [subcommand]]
 
-def test_inspect_of_nothing(monkeypatch, args):
-    fake = FakeDocker()
-    result = run(fake, dict(args), monkeypatch)
-    assert not result["failed"] and not result["changed"] and result["actions"] == []
+
+def changing(world):
+    return [e for e in world.log if e[0] in ("docker", "compose")]
+
+
+# -- inspect: which color is active -------------------------------------------------------------
+
+def test_inspect_of_nothing(color):
+    world = world_of()
+    result = ok(color(world))
+    assert not result["changed"] and result["actions"] == []
     assert result["active_color"] is None and result["idle_color"] == "blue" and result["color"] == "blue"
     assert result["project"] == "demo-blue" and result["history"] == []
     assert set(result["services"]) == {"web", "worker", "beat"}
     assert all(entry["state"] == "absent" for entry in result["services"].values())
-    assert fake.changing() == []
+    assert changing(world) == []
 
 
-def test_inspect_reports_services_and_resolves_the_running_color(monkeypatch, args):
-    fake = blue_world()
-    result = run(fake, dict(args, color="active"), monkeypatch)
-    assert result["color"] == "blue" and result["active_color"] == "blue" and result["idle_color"] == "green"
+def test_inspect_resolves_the_running_color_and_reports_its_services(color):
+    world = world_of("demo-blue")
+    result = ok(color(world, color="active"))
+    assert (result["color"], result["active_color"], result["idle_color"]) == ("blue", "blue", "green")
+    assert any("no active color is recorded, but blue's web is running" in w for w in result["warnings"])
     web = result["services"]["web"]
     assert web["state"] == "running" and web["health"] == "healthy" and web["image"] == "lowspec-demo:v1"
-    assert len(web["containers"]) == 1 and len(web["containers"][0]) == 64
+    assert web["containers"] == ids(world, "demo-blue", "web") and web["release"] is None
     assert result["services"]["beat"]["health"] == "none"
 
 
-def test_color_active_with_nothing_running_fails_clearly(monkeypatch, args):
-    result = run(FakeDocker(), dict(args, color="active", state="stopped"), monkeypatch)
-    assert result["failed"] and result["msg"].startswith("color=active:")
+def test_the_running_color_wins_over_a_record_of_the_other(color, tmp_path):
+    _state.write_state(str(tmp_path / "state"), "demo", dict(_state.empty_state("demo"), active_color="green"))
+    result = ok(color(world_of("demo-blue"), color="idle"))
+    assert result["active_color"] == "blue" and result["color"] == "green"
+    assert any("the state file names green as active, but no green web container is running" in w
+               for w in result["warnings"])
 
 
-# -- started -----------------------------------------------------------------
+def test_color_active_with_nothing_running_fails_clearly(color):
+    result = color(world_of(), color="active", state="stopped")
+    assert result["failed"] and result["msg"].startswith("color=active: demo has no active color")
 
-def test_started_up_to_date_runs_nothing(monkeypatch, args):
-    fake = blue_world()
-    result = run(fake, dict(args, color="blue", state="started"), monkeypatch)
-    assert not result["failed"], result["msg"]
+
+# -- prepared ---------------------------------------------------------------------------------------
+
+def test_prepared_with_every_image_present_changes_nothing_and_reports_the_platform(color, tmp_path):
+    journal = tmp_path / "demo.journal.json"
+    entry = {"project": "demo-blue", "id": "a" * 64, "service": "worker", "action": "stopped", "queues": ["celery"]}
+    journal.write_text(json.dumps({"entries": [entry]}))
+    world = world_of("demo-blue")
+    result = ok(color(world, state="prepared", release="v2", journal=str(journal)))
+    assert not result["changed"] and changing(world) == []
+    assert result["color"] == "green" and result["platform"] == "amd64"
+    assert result["release_active"] is False and result["active_release"] is None
+    assert result["journal"] == [entry]
+    assert result["compose_command"] == [DOCKER_BIN, "compose"]
+
+
+def test_prepared_pulls_the_missing_images(color):
+    world = world_of(images={})
+    world.registry = {"lowspec-demo:v1": IMAGE}
+    result = ok(color(world, state="prepared"))
+    ((_options, words),) = compose_calls(world, "pull")
+    assert words == ["pull", "--quiet", "--ignore-buildable", "beat", "web", "worker"]
+    assert result["changed"] and "lowspec-demo:v1" in world.images
+
+
+def test_prepared_builds_a_missing_buildable_image_when_asked(color):
+    world = world_of()
+    world.config["services"]["web"] = dict(world.config["services"]["web"], image="demo-web:v2", build={"context": "."})
+    result = ok(color(world, state="prepared", build="missing", services=["web"]))
+    assert [w for _o, w in compose_calls(world) if w[0] in ("build", "pull")] == [["build", "web"]]
+    assert result["changed"]
+
+
+def test_prepared_fails_naming_a_missing_image_that_nothing_provides(color):
+    world = world_of(images={})
+    result = color(world, state="prepared", pull="never")
+    assert result["failed"] and "lowspec-demo:v1 (service beat)" in result["msg"] and "pull=never" in result["msg"]
+    assert changing(world) == [] and result["actions"] == []
+
+
+@pytest.mark.parametrize("arch, variant", [("arm64", "v8"), ("arm", "v7")])
+def test_prepared_refuses_an_image_of_another_architecture(color, arch, variant):
+    world = world_of("demo-blue", images={"lowspec-demo:v1": dict(IMAGE, Architecture=arch, Variant=variant)})
+    result = color(world, state="prepared")
+    assert result["failed"] and "is built for %s" % ("arm64" if arch == "arm64" else "arm/v7") in result["msg"]
+    assert "the host (docker_host default) is amd64" in result["msg"] and changing(world) == []
+
+
+def test_prepared_warns_about_a_32_bit_arm_image_on_a_64_bit_arm_host(color):
+    world = world_of(images={"lowspec-demo:v1": dict(IMAGE, Architecture="arm", Variant="v7")})
+    world.info = {"Architecture": "aarch64"}
+    result = ok(color(world, state="prepared"))
+    assert result["platform"] == "arm64"
+    assert any("built for arm/v7 on a arm64 host" in w for w in result["warnings"])
+
+
+def test_prepared_says_when_the_release_is_already_active_and_running(color):
+    world = world_of()
+    ok(color(world, color="blue", state="started", release="v1", activate=True))
+    result = ok(color(world, state="prepared", release="v1"))
+    assert result["release_active"] is True and result["active_release"] == "v1"
+    assert ok(color(world, state="prepared", release="v2"))["release_active"] is False
+
+
+def test_active_release_is_read_from_the_active_webs_label_else_from_the_state_file(color, tmp_path):
+    world = world_of()
+    ok(color(world, color="blue", state="started", release="v3"))
+    recorded = dict(_state.empty_state("demo"), active_color="blue", release="v2")
+    _state.write_state(str(tmp_path / "state"), "demo", recorded)
+    result = ok(color(world, state="prepared", release="v3"))
+    assert result["active_release"] == "v3", "what runs, not what was recorded"
+    assert result["release_active"] is False, "the record says v2: a deploy of v3 is still to be recorded"
+    unlabelled = world_of("demo-blue")
+    assert ok(color(unlabelled, state="prepared"))["active_release"] == "v2", "no label: the state file's"
+
+
+def test_prepared_fails_when_there_is_no_room(color, monkeypatch):
+    gauge = FakeGauge([{"settled": False, "exceeded": ["disk free 500 MB < 1024 MB under /var/lib/docker"]}])
+    monkeypatch.setattr(compose_project_color, "Gauge", gauge)
+    world = world_of()
+    result = color(world, state="prepared", pressure={})
+    assert result["failed"] and result["msg"].startswith("host pressure is too high before the deploy of demo-blue")
+    assert "disk free 500 MB" in result["msg"] and changing(world) == []
+
+
+def test_the_shared_project_is_started_only_when_it_is_not_up_to_date(color, tmp_path):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "compose.yaml").write_text("services: {}\n")
+    world = world_of()
+    first = ok(color(world, state="prepared", shared={"project_src": str(shared), "wait_timeout": 30}))
+    ((options, words),) = compose_calls(world, "up")
+    assert options["--project-name"] == ["demo-shared"] and options["--file"] == ["compose.yaml"]
+    assert words == ["up", "--detach", "--wait", "--wait-timeout", "30"]
+    assert first["shared"] == {"project": "demo-shared", "started": ["redis"]} and first["changed"]
+    second = ok(color(world, state="prepared", shared={"project_src": str(shared)}))
+    assert second["shared"] == {"project": "demo-shared", "started": []} and not second["changed"]
+    assert len(compose_calls(world, "up")) == 1
+    world.shared_config["services"]["redis"]["command"] = ["redis-server", "--save", ""]
+    third = ok(color(world, state="prepared", shared={"project_src": str(shared)}))
+    assert third["shared"]["started"] == ["redis"] and len(compose_calls(world, "up")) == 2
+
+
+# -- started ------------------------------------------------------------------------------------------
+
+def test_started_up_to_date_runs_nothing(color):
+    world = world_of("demo-blue")
+    result = ok(color(world, color="blue", state="started"))
     assert not result["changed"] and result["actions"] == [] and result["reasons"] == {}
-    assert fake.changing() == []
+    assert changing(world) == []
 
 
-def test_started_recreates_only_what_changed_and_passes_env_by_environment(monkeypatch, args):
-    captured = dict(line.split() for line in fixture("compose-config-hash-demo-5.6.1.txt").splitlines())
-    fake = blue_world(hashes=captured)  # web's captured hash differs from its container's label
-    result = run(fake, dict(args, color="blue", state="started", release="v1"), monkeypatch, diff=True)
+def test_started_recreates_only_what_changed_with_the_release_labels_file_last(color, tmp_path):
+    _state.write_state(str(tmp_path / "state"), "demo", dict(_state.empty_state("demo"), active_color="blue"))
+    world = world_of("demo-blue")
+    world.hashes[("web", "")] = "0" * 64  # the compose files of web changed
+    result = ok(color(world, color="blue", state="started"))
     assert result["changed"] and result["reasons"] == {"web": "configuration changed"}
-    (up,) = fake.changing()
-    assert up[:2] == [DOCKER, "compose"]
-    assert up[up.index("up"):] == ["up", "--detach", "--no-build", "--pull", "never", "--wait", "--wait-timeout",
-                                   "300", "--timeout", "60"]
-    assert any("active color" in w for w in result["_warnings"])  # blue runs: it is the active color
-    assert result["actions"] == [" ".join(up[1:])]
-    for argv, environ in fake.calls:
-        assert "s3cr3t-value" not in " ".join(argv)
-        assert environ["SECRET_TOKEN"] == "s3cr3t-value" and environ["BLUEGREEN_RELEASE"] == "v1"
-        if argv[1] == "compose" and argv[2] != "version":
-            assert environ["BLUEGREEN_COLOR"] == "blue"
-    assert "s3cr3t-value" not in json.dumps(result)
+    ((options, words),) = compose_calls(world, "up")
+    assert words == ["up", "--detach", "--no-build", "--pull", "never", "--timeout", "60", "web"]
+    assert options["--file"][0] == "compose.yml"
+    assert os.path.basename(options["--file"][1]).startswith("bluegreen-labels-")
+    assert not os.path.exists(options["--file"][1]), "the generated file is removed when the call ends"
+    assert any("demo-blue, the active color (blue)" in w for w in result["warnings"])
+    assert result["actions"] == [" ".join(["docker"] + argv[1:]) for argv, _e, _c in world.calls
+                                 if compose_parts(argv)[1][:1] == ["up"]]
 
 
-def test_started_check_mode_reports_and_changes_nothing(monkeypatch, args):
-    fake = FakeDocker()
-    result = run(fake, dict(args, color="blue", state="started", services=["web"]), monkeypatch,
-                 check_mode=True, diff=True)
+def test_started_labels_every_new_container_with_its_release(color):
+    world = world_of()
+    result = ok(color(world, color="green", state="started", release="v2"))
+    assert set(result["reasons"]) == {"web", "worker", "beat"}
+    assert {c["service"]: c["release"] for c in world.engine.containers("demo-green")} == {
+        "web": "v2", "worker": "v2", "beat": "v2"}
+    assert {name: entry["release"] for name, entry in result["services"].items()} == {
+        "web": "v2", "worker": "v2", "beat": "v2"}
+    again = ok(color(world, color="green", state="started", release="v2"))
+    assert not again["changed"] and again["reasons"] == {}
+    newer = ok(color(world, color="green", state="started", release="v3"))
+    assert newer["reasons"] == {"web": "configuration changed", "worker": "configuration changed",
+                                "beat": "configuration changed"}
+
+
+def test_no_config_hash_is_asked_for_services_without_containers(color):
+    world = world_of()
+    ok(color(world, color="blue", state="started"))
+    assert compose_calls(world, "config")[1:] == [], "only `config --format json`: no container, no hash to compare"
+    world = world_of("demo-blue")
+    for cid in ids(world, "demo-blue", "beat"):
+        del world.items[cid]
+    ok(color(world, color="blue", state="started"))
+    (hashes,) = [w for _o, w in compose_calls(world, "config") if w[1] == "--hash"]
+    assert hashes == ["config", "--hash", "web,worker"]
+
+
+def test_env_reaches_compose_by_its_environment_never_its_command_line(color):
+    world = world_of()
+    result = ok(color(world, color="green", state="started", release="v2", variables={"WORKERS": 2}))
+    for argv, environ, _cwd in world.calls:
+        assert SECRET not in " ".join(argv)
+        assert environ["SECRET_TOKEN"] == SECRET and environ["WORKERS"] == "2"
+        assert environ["BLUEGREEN_COLOR"] == "green" and environ["BLUEGREEN_RELEASE"] == "v2"
+        assert environ["BLUEGREEN_WEB_PORT"] == "18081"
+    assert SECRET not in json.dumps(result)
+
+
+def test_env_cannot_set_the_color_the_module_acts_on(color):
+    world = world_of()
+    result = ok(color(world, color="green", state="started", env={"BLUEGREEN_COLOR": "blue"}))
+    assert all(environ["BLUEGREEN_COLOR"] == "green" for _a, environ, _c in world.calls)
+    assert any("env sets BLUEGREEN_COLOR=blue; the module sets it to green" in w for w in result["warnings"])
+
+
+def test_started_in_check_mode_reports_and_changes_nothing(color):
+    world = world_of()
+    result = ok(color(world, color="blue", state="started", services=["web"], check_mode=True, diff=True))
     assert result["changed"] and result["reasons"] == {"web": "no container"}
-    assert len(result["actions"]) == 1 and result["actions"][0].startswith("compose ")
-    assert result["actions"][0].endswith(" web")
-    assert fake.changing() == [] and fake.containers == {}
+    (action,) = result["actions"]
+    assert action.startswith("docker compose --ansi never --project-name demo-blue ") and action.endswith(" web")
+    assert changing(world) == [] and world.items == {}
     assert result["diff"] == {"before": {"web": {"state": "absent", "health": "none"}},
                               "after": {"web": {"state": "running", "health": "healthy"}}}
 
 
-def test_started_creates_missing_containers(monkeypatch, args):
-    fake = FakeDocker()
-    result = run(fake, dict(args, color="blue", state="started"), monkeypatch)
-    assert result["changed"] and set(result["reasons"]) == {"web", "worker", "beat"}
-    assert {name: entry["state"] for name, entry in result["services"].items()} == {
-        "web": "running", "worker": "running", "beat": "running"}
-
-
-def test_started_with_a_missing_image_and_pull_never_fails_before_anything(monkeypatch, args):
-    fake = FakeDocker(images={})
-    result = run(fake, dict(args, color="blue", state="started", pull="never"), monkeypatch)
-    assert result["failed"] and "pull=never" in result["msg"] and "lowspec-demo:v1" in result["msg"]
-    assert fake.changing() == [] and result["actions"] == []
-
-
-def test_started_pulls_missing_images_first(monkeypatch, args):
-    fake = FakeDocker(images={})
-    result = run(fake, dict(args, color="blue", state="started"), monkeypatch, check_mode=True)
-    assert [a.split(" --project-directory ")[1].split(" ", 2)[1] for a in result["actions"]] == ["pull", "up"]
-    assert fake.changing() == []
+def test_started_with_a_missing_image_fails_before_anything_starts(color):
+    world = world_of(images={})
+    result = color(world, color="blue", state="started")
+    assert result["failed"] and "image lowspec-demo:v1 (service beat) of demo-blue is not present locally" in result["msg"]
+    assert "state=prepared" in result["msg"] and changing(world) == []
 
 
 @pytest.mark.parametrize("arch, variant", [("arm64", "v8"), ("arm", "v7")])
-def test_started_refuses_an_image_of_another_architecture(monkeypatch, args, arch, variant):
-    image = json.loads(fixture("docker-image-inspect-demo-v1.json"))[0]
-    image.update(Architecture=arch, Variant=variant)
-    fake = blue_world(images={"lowspec-demo:v1": image})
-    result = run(fake, dict(args, color="green", state="started"), monkeypatch)
-    assert result["failed"] and "is built for %s" % _compose.image_platform(image) in result["msg"]
-    assert "amd64" in result["msg"] and fake.changing() == []
+def test_started_refuses_an_image_of_another_architecture_before_anything_starts(color, arch, variant):
+    world = world_of(images={"lowspec-demo:v1": dict(IMAGE, Architecture=arch, Variant=variant)})
+    result = color(world, color="blue", state="started")
+    assert result["failed"] and "is built for %s" % ("arm64" if arch == "arm64" else "arm/v7") in result["msg"]
+    assert "no container was touched" in result["msg"] and changing(world) == []
 
 
-def test_started_wait_failure_returns_logs(monkeypatch, args):
-    fake = FakeDocker()
-
-    def failing(argv, **kw):
-        words = FakeDocker.compose_parts(argv)[1] if argv[1:2] == ["compose"] else []
-        if words[:1] == ["up"]:
-            FakeDocker.compose(fake, argv)
-            for c in fake.of_project("demo-blue"):
-                c["State"]["Health"] = {"Status": "unhealthy"}
-            fake.calls.append((argv, kw.get("environ_update")))
-            return 1, "", "container demo-blue-web-1 is unhealthy\n"
-        return fake(argv, **kw)
-
-    result = run(failing, dict(args, color="blue", state="started", services=["web"]), monkeypatch)
-    assert result["failed"] and result["msg"].startswith("docker compose up of demo-blue failed:")
-    assert "unhealthy" in result["msg"] and result["rc"] == 1 and result["logs"]["web"] == ["booting", "failed"]
-    assert len(result["actions"]) == 1
+@pytest.mark.parametrize("daemon, image", [("arm", ("arm", "v7")), ("arm64", ("arm64", "v8")),
+                                           ("amd64", ("amd64", ""))])
+def test_started_runs_an_image_the_host_runs_natively(color, daemon, image):
+    world = world_of(images={"lowspec-demo:v1": dict(IMAGE, Architecture=image[0], Variant=image[1])})
+    world.arch = daemon
+    result = ok(color(world, color="blue", state="started", services=["web"]))
+    assert result["changed"] and not [w for w in result["warnings"] if "built for" in w]
 
 
-def test_started_needs_project_src(monkeypatch, args):
-    del args["project_src"]
-    result = run(FakeDocker(), dict(args, state="started"), monkeypatch)
-    assert result["failed"] and "project_src" in result["msg"]
+def test_started_waits_for_docker_health_and_fails_at_once_when_a_container_exits(color):
+    world = world_of()
+    world.crash = {"web": 3}
+    result = color(world, color="blue", state="started", services=["web", "worker"], wait_timeout=300)
+    assert result["failed"]
+    assert result["msg"] == ("demo-blue: demo-blue-web-1 exited (exit code 3); its last log lines: booting | "
+                             "failed to boot")
+    assert result["logs"] == {"web": ["booting", "failed to boot"]}
+    assert world.clock.now - 1800000000.0 < 1, "not waited for: it failed at the first look"
+    assert [e for e in changing(world) if e[0] == "compose"] == [("compose", "up", ("web", "worker"))]
 
 
-# -- stopped / paused / unpaused -------------------------------------------------
+def test_started_fails_when_a_service_is_not_healthy_in_time(color):
+    world = world_of()
+    world.start_health = "starting"
+    result = color(world, color="blue", state="started", services=["worker"], wait_timeout=7)
+    assert result["failed"] and result["msg"].startswith("demo-blue: not ready after wait_timeout=7s:")
+    assert "demo-blue-worker-1 (running, health starting)" in result["msg"] and "worker" in result["logs"]
 
-def test_stopped_returns_exactly_the_running_containers_it_stopped(monkeypatch, args):
-    fake = blue_world()
-    worker = [c["Id"] for c in fake.of_project("demo-blue")
-              if c["Config"]["Labels"][_compose.LABEL_SERVICE] == "worker"]
-    result = run(fake, dict(args, color="blue", state="stopped", services=["worker"], stop_timeout=300),
-                 monkeypatch, diff=True)
+
+def test_started_waits_for_the_web_on_its_own_port(color, monkeypatch):
+    health = FakeHealth([(True, 200, None)])
+    monkeypatch.setattr(compose_project_color, "HealthChecker", health)
+    world = world_of()
+    result = ok(color(world, color="green", state="started", services=["web"], release="v2", health={}))
+    (settings,) = health.settings
+    assert settings["url"] == "http://127.0.0.1:18081/health/"
+    assert [(p, v) for p, _s, v in settings["json_match"]] == [("color", "green"), ("release", "v2")]
+    assert result["health"]["status"] == 200
+
+
+def test_an_unhealthy_web_fails_with_the_checks_message(color, monkeypatch, clock):
+    monkeypatch.setattr(compose_project_color, "HealthChecker", FakeHealth([(False, 502, "HTTP 502")], clock))
+    result = color(world_of(), color="green", state="started", services=["web"], health={"deadline": 30})
+    assert result["failed"]
+    assert result["msg"].startswith("demo-green: the new web is not healthy within health.deadline=30s:")
+
+
+def test_a_health_wait_longer_than_a_slice_returns_waiting(color, monkeypatch, clock, tmp_path):
+    journal = tmp_path / "demo.journal.json"
+
+    monkeypatch.setattr(compose_project_color, "HealthChecker", FakeHealth([(False, 502, "HTTP 502")], clock))
+    world = world_of()
+    result = ok(color(world, color="green", state="started", services=["web"], health={"deadline": 30},
+                      wait_slice=10, journal=str(journal)))
+    assert result["waiting"] is True
+    assert result["progress"] == ("demo-green healthy on its own port (HTTP 502): 10 s of 30 s waited, 20 s left")
+    second = ok(color(world, color="green", state="started", services=["web"], health={"deadline": 30},
+                      wait_slice=10, journal=str(journal)))
+    assert second["progress"].endswith("20 s of 30 s waited, 10 s left")
+
+
+def test_started_waits_for_the_workers_to_answer_celerys_ping(color):
+    world = world_of()
+    result = ok(color(world, color="green", state="started", services=["web", "worker"],
+                      celery={"app": "tasks"}))
+    worker = ids(world, "demo-green", "worker")[0]
+    assert result["workers_ready"] == ["celery@" + worker[:12]]
+    assert world.control_opens == [["web", "worker"]], "asked from the web, the workers as a fallback"
+    assert result["celery"]["transport"] == "agent" and result["celery"]["container"] == "demo-green-web-1"
+
+
+def test_beat_starts_after_the_workers(color):
+    world = world_of()
+    ok(color(world, color="green", state="started", celery={"app": "tasks"}))
+    ups = [e for e in world.log if e[0] == "compose"]
+    assert ups == [("compose", "up", ("web", "worker")), ("compose", "up", ("beat",))]
+    first_ping = next(i for i, e in enumerate(world.log) if e[:2] == ("celery", "ping"))
+    assert first_ping < world.log.index(("compose", "up", ("beat",))), "the workers answered first"
+
+
+def test_beat_is_refused_while_the_other_colors_beat_runs(color):
+    world = world_of("demo-blue")
+    result = color(world, color="green", state="started", celery={"app": "tasks"})
+    assert result["failed"] and result["msg"].startswith("the beat of demo-blue is still running (demo-blue-beat-1)")
+    assert "other_beat=stop" in result["msg"]
+    assert ("compose", "up", ("beat",)) not in world.log and world.engine.containers("demo-green", ["beat"]) == []
+    assert world.state(ids(world, "demo-blue", "beat")[0]) == "running"
+
+
+def test_in_check_mode_the_other_colors_beat_is_a_warning(color):
+    world = world_of("demo-blue")
+    result = ok(color(world, color="green", state="started", celery={"app": "tasks"}, check_mode=True))
+    assert any("the beat of demo-blue is still running" in w for w in result["warnings"])
+    assert changing(world) == [] and world.state(ids(world, "demo-blue", "beat")[0]) == "running"
+
+
+def test_other_beat_stop_stops_it_journaled_first_then_starts_this_beat(color, tmp_path):
+    journal = tmp_path / "demo.journal.json"
+    world = world_of("demo-blue")
+    old_beat = ids(world, "demo-blue", "beat")[0]
+    journaled = []
+    world.before["stop"] = lambda stopped: journaled.append(json.loads(journal.read_text())["entries"])
+    result = ok(color(world, color="green", state="started", celery={"app": "tasks"}, other_beat="stop",
+                      journal=str(journal), stop_timeout=20))
+    assert journaled == [[{"project": "demo-blue", "id": old_beat, "service": "beat", "action": "stopped",
+                           "queues": []}]], "written down before the stop, for a rescue"
+    assert result["other_beat_stopped"] == [old_beat] and world.state(old_beat) == "exited"
+    assert "stop --time 20 %s" % old_beat in result["actions"]
+    assert world.log.index(("docker", "stop", ("beat",))) < world.log.index(("compose", "up", ("beat",)))
+    assert world.state(ids(world, "demo-green", "beat")[0]) == "running"
+
+
+def test_activate_records_the_color_and_clears_the_journal(color, tmp_path):
+    journal = tmp_path / "demo.journal.json"
+    journal.write_text(json.dumps({"entries": [{"project": "demo-blue", "id": "b" * 64, "service": "worker",
+                                                "action": "stopped", "queues": ["celery"]}]}))
+    world = world_of()
+    result = ok(color(world, color="green", state="started", release="v2", activate=True, journal=str(journal),
+                      record={"took_s": 12}))
+    assert result["recorded"] is True and result["recorded_color"] == "green" and result["release"] == "v2"
+    assert result["active_color"] == "green" and result["history"][0]["took_s"] == 12
+    assert not journal.exists()
+    assert _state.read_state(str(tmp_path / "state"), "demo")["active_color"] == "green"
+
+
+def test_activate_is_not_recorded_before_the_wait_is_over(color, monkeypatch, clock, tmp_path):
+    journal = tmp_path / "demo.journal.json"
+    monkeypatch.setattr(compose_project_color, "HealthChecker", FakeHealth([(False, 502, "HTTP 502")], clock))
+    result = ok(color(world_of(), color="green", state="started", services=["web"], health={"deadline": 30},
+                      wait_slice=10, journal=str(journal), activate=True))
+    assert result["waiting"] and "recorded" not in result and result["recorded_color"] is None
+    assert journal.exists(), "the wait's start is kept for the next call"
+
+
+def test_activate_returns_the_state_file_diff(color):
+    result = ok(color(world_of(), color="green", state="started", release="v2", activate=True, diff=True))
+    assert result["diff"] == {"before": {"active_color": None, "release": None},
+                              "after": {"active_color": "green", "release": "v2"}}
+
+
+def test_started_waits_for_host_pressure_only_when_something_starts(color, monkeypatch):
+    gauge = FakeGauge([{"settled": True}])
+    monkeypatch.setattr(compose_project_color, "Gauge", gauge)
+    ok(color(world_of("demo-blue"), color="blue", state="started", pressure={}))
+    assert gauge.calls == [], "up to date: nothing starts, nothing to wait for"
+    result = ok(color(world_of(), color="blue", state="started", pressure={"mem_available_min_mb": 256}))
+    assert gauge.calls[0]["limits"]["mem_available_min_mb"] == 256 and result["pressure"] == {"cpu_some_avg10": 1.0}
+
+
+def test_started_fails_when_the_host_does_not_settle(color, monkeypatch):
+    monkeypatch.setattr(compose_project_color, "Gauge", FakeGauge([{"settled": False, "exceeded": [
+        "cpu pressure some avg10 95% > 80%"]}]))
+    world = world_of()
+    result = color(world, color="blue", state="started", pressure={"wait_timeout": 0})
+    assert result["failed"] and result["msg"] == ("host pressure is too high before the start of demo-blue (checked "
+                                                  "once, wait_timeout=0): cpu pressure some avg10 95% > 80%")
+    assert changing(world) == []
+
+
+# -- stopped / paused / unpaused --------------------------------------------------------------------------
+
+def test_stopped_returns_exactly_the_running_containers_it_stopped(color):
+    world = world_of("demo-blue")
+    worker = ids(world, "demo-blue", "worker")
+    result = ok(color(world, color="blue", state="stopped", services=["worker"], stop_timeout=300, diff=True))
     assert result["changed"] and result["containers"] == worker
-    assert fake.changing() == [[DOCKER, "stop", "--time", "300"] + worker]
+    assert result["actions"] == ["stop --time 300 %s" % worker[0]]
     assert result["diff"]["after"] == {"worker": {"state": "exited", "health": "healthy"}}
-    again = run(fake, dict(args, color="blue", state="stopped", services=["worker"]), monkeypatch)
+    again = ok(color(world, color="blue", state="stopped", services=["worker"]))
     assert not again["changed"] and again["containers"] == [] and again["actions"] == []
 
 
-def test_stopped_check_mode_stops_nothing(monkeypatch, args):
-    fake = blue_world()
-    result = run(fake, dict(args, color="blue", state="stopped"), monkeypatch, check_mode=True)
+def test_stopped_returns_the_logs_it_was_asked_for_read_before_the_stop(color):
+    world = world_of("demo-blue")
+    web = ids(world, "demo-blue", "web")[0]
+    world.logs[web] = ["GET /health/ 200"]
+    result = ok(color(world, color="blue", state="stopped", services=["web"], logs=["web"]))
+    assert result["logs"] == {"web": ["GET /health/ 200"]}
+
+
+def test_stopped_in_check_mode_stops_nothing(color):
+    world = world_of("demo-blue")
+    result = ok(color(world, color="blue", state="stopped", check_mode=True))
     assert result["changed"] and len(result["containers"]) == 3 and result["actions"][0].startswith("stop --time 60 ")
-    assert fake.changing() == []
-    assert all(c["State"]["Running"] for c in fake.containers.values())
+    assert changing(world) == [] and all(world.is_running(cid) for cid in world.items)
 
 
-def test_stop_pause_unpause_never_use_compose_to_change(monkeypatch, args):
-    fake = blue_world()
-    ids = sorted(fake.containers)
-    run(fake, dict(args, color="blue", state="stopped", services=["beat"]), monkeypatch)
-    paused = run(fake, dict(args, color="blue", state="paused"), monkeypatch)
-    assert len(paused["containers"]) == 2  # beat is stopped: only the running ones are frozen
-    back = run(fake, dict(args, color="blue", state="unpaused"), monkeypatch)
-    assert sorted(back["containers"]) == ids
-    assert [argv[1] for argv in fake.changing()] == ["stop", "pause", "unpause", "start"]
-    assert sorted(fake.containers) == ids  # same containers throughout
-    assert all(c["State"]["Running"] and not c["State"]["Paused"] for c in fake.containers.values())
+def test_stop_pause_unpause_never_run_compose_and_keep_the_same_containers(color):
+    world = world_of("demo-blue")
+    before = sorted(world.items)
+    ok(color(world, color="blue", state="stopped", services=["beat"]))
+    paused = ok(color(world, color="blue", state="paused"))
+    assert len(paused["containers"]) == 2, "beat is stopped: only the running ones are frozen"
+    back = ok(color(world, color="blue", state="unpaused"))
+    assert sorted(back["containers"]) == before
+    assert [e[1] for e in changing(world)] == ["stop", "pause", "unpause", "start"]
+    assert [w for _o, w in compose_calls(world)] == [["config", "--format", "json"]] * 3, \
+        "Compose only reads the configuration (to check the services)"
+    assert sorted(world.items) == before and all(world.state(cid) == "running" for cid in world.items)
 
 
-def test_unpaused_without_project_src_warns_about_unknown_services(monkeypatch, args):
-    del args["project_src"]
-    fake = blue_world()
-    result = run(fake, dict(args, color="blue", state="unpaused", services=["web", "nope"]), monkeypatch)
-    assert not result["failed"] and not result["changed"] and result["containers"] == []
-    assert any("nope has no container" in w for w in result["_warnings"])
+def test_unpaused_refuses_containers_of_another_release_naming_it(color):
+    world = world_of()
+    ok(color(world, color="blue", state="started", release="v2"))
+    ok(color(world, color="blue", state="stopped"))
+    world.images["lowspec-demo:v1"] = IMAGE
+    result = color(world, color="blue", state="unpaused", release="v1")
+    assert result["failed"] and result["msg"].startswith("demo-blue holds release v2, not v1")
+    assert "Deploy v1 instead (bluegreen_release=v1)" in result["msg"]
+    assert [e[1] for e in changing(world) if e[0] == "docker"] == ["stop"], "nothing brought back"
+    assert ok(color(world, color="blue", state="unpaused", release="v2"))["changed"]
 
 
-def test_unknown_service_fails_with_project_src(monkeypatch, args):
-    fake = blue_world()
-    result = run(fake, dict(args, color="blue", state="stopped", services=["web", "nope"]), monkeypatch)
-    assert result["failed"] and result["msg"].startswith("services: nope") and fake.changing() == []
+def test_unpaused_of_unlabelled_containers_warns_that_the_release_is_assumed(color):
+    world = world_of("demo-blue")
+    ok(color(world, color="blue", state="stopped", services=["web"]))
+    result = ok(color(world, color="blue", state="unpaused", services=["web"], release="v1"))
+    assert result["changed"] and any("their release v1 is assumed, not read" in w for w in result["warnings"])
 
 
-# -- absent ------------------------------------------------------------------
-
-def test_absent_with_project_src_is_compose_down(monkeypatch, args):
-    fake = blue_world()
-    result = run(fake, dict(args, color="blue", state="absent", remove_volumes=True, stop_timeout=5), monkeypatch)
-    (down,) = fake.changing()
-    assert down[-5:] == ["down", "--remove-orphans", "--timeout", "5", "--volumes"]
-    assert result["changed"] and fake.containers == {}
-    again = run(fake, dict(args, color="blue", state="absent"), monkeypatch)
-    assert not again["changed"] and again["actions"] == []
+def test_unpaused_without_project_src_warns_about_unknown_services(color):
+    world = world_of("demo-blue")
+    result = ok(color(world, project_src=None, color="blue", state="unpaused", services=["web", "nope"]))
+    assert not result["changed"] and result["containers"] == []
+    assert any("nope has no container" in w for w in result["warnings"])
 
 
-def test_absent_without_project_src_works_by_labels(monkeypatch, args):
-    del args["project_src"]
-    fake = blue_world()
-    result = run(fake, dict(args, color="blue", state="absent"), monkeypatch)
-    assert [argv[1] for argv in fake.changing()] == ["stop", "rm"]
-    assert result["changed"] and fake.containers == {}
+def test_an_unknown_service_fails_with_project_src(color):
+    world = world_of("demo-blue")
+    result = color(world, color="blue", state="started", services=["web", "nope"])
+    assert result["failed"] and result["msg"].startswith("services: nope not defined by the compose files of demo-blue")
+    assert changing(world) == []
 
 
-# -- active ------------------------------------------------------------------
+@pytest.mark.parametrize("state", ["stopped", "paused", "unpaused", "absent"])
+def test_an_unknown_service_fails_with_project_src_in_every_state(color, state):
+    world = world_of("demo-blue")
+    result = color(world, color="blue", state=state, services=["web", "nope"])
+    assert result["failed"] and result["msg"].startswith("services: nope not defined by the compose files")
+    assert changing(world) == []
 
-def test_active_writes_the_state_file_with_a_diff_and_is_idempotent(monkeypatch, args):
-    fake = blue_world()
-    path = os.path.join(args["state_dir"], "demo.json")
-    check = run(fake, dict(args, color="blue", state="active", release="v1"), monkeypatch, check_mode=True, diff=True)
-    assert check["changed"] and not os.path.exists(path)
+
+# -- absent ----------------------------------------------------------------------------------------------
+
+def test_absent_with_project_src_is_compose_down(color):
+    world = world_of("demo-blue")
+    world.labelled[("network", "demo-blue")] = ["demo-blue_default"]
+    result = ok(color(world, color="blue", state="absent", remove_volumes=True, stop_timeout=5))
+    ((_options, words),) = compose_calls(world, "down")
+    assert words == ["down", "--remove-orphans", "--timeout", "5", "--volumes"]
+    assert result["changed"] and world.items == {}
+    again = ok(color(world, color="blue", state="absent"))
+    assert not again["changed"] and again["actions"] == [] and len(compose_calls(world, "down")) == 1
+
+
+def test_absent_without_project_src_works_by_labels(color):
+    world = world_of("demo-blue")
+    world.labelled[("network", "demo-blue")] = ["demo-blue_default"]
+    result = ok(color(world, project_src=None, color="blue", state="absent"))
+    assert [e[1] for e in changing(world)] == ["stop", "rm", "network rm"]
+    assert result["changed"] and world.items == {} and world.labelled[("network", "demo-blue")] == []
+    assert world.calls == []
+
+
+# -- active ------------------------------------------------------------------------------------------------
+
+def test_active_writes_the_state_file_with_a_diff_and_is_idempotent(color, tmp_path):
+    world = world_of("demo-blue")
+    path = tmp_path / "state" / "demo.json"
+    check = ok(color(world, color="blue", state="active", release="v1", check_mode=True, diff=True))
+    assert check["changed"] and not path.exists()
     assert check["diff"] == {"before": {"active_color": None, "release": None},
                              "after": {"active_color": "blue", "release": "v1"}}
-    real = run(fake, dict(args, color="blue", state="active", release="v1", record={"took_s": 3}), monkeypatch)
-    assert real["changed"] and os.path.exists(path) and real["recorded_color"] == "blue"
+    real = ok(color(world, color="blue", state="active", release="v1", record={"took_s": 3}))
+    assert real["changed"] and path.exists() and real["recorded_color"] == "blue" and real["recorded"]
     assert real["history"][0]["took_s"] == 3 and real["history"][0]["color"] == "blue"
-    again = run(fake, dict(args, color="blue", state="active", release="v1"), monkeypatch, diff=True)
+    again = ok(color(world, color="blue", state="active", release="v1", diff=True))
     assert not again["changed"] and "diff" not in again and len(again["history"]) == 1
-    assert fake.changing() == []
+    assert changing(world) == []
 
 
-def test_active_idle_flips_the_record(monkeypatch, args):
-    fake = blue_world()
-    run(fake, dict(args, color="blue", state="active"), monkeypatch)
-    flipped = run(fake, dict(args, color="idle", state="active", release="v2"), monkeypatch)
-    assert flipped["color"] == "green" and flipped["active_color"] == "green" and flipped["idle_color"] == "blue"
+def test_active_warns_when_the_recorded_color_does_not_run(color):
+    result = ok(color(world_of(), color="green", state="active"))
+    assert any("recording green as active although no web container of demo-green is running" in w
+               for w in result["warnings"])
 
 
-# -- refusals ------------------------------------------------------------------
+def test_active_idle_flips_the_record(color):
+    world = world_of("demo-blue")
+    ok(color(world, color="blue", state="active", release="v1"))
+    flipped = ok(color(world, color="idle", state="active", release="v2"))
+    assert (flipped["color"], flipped["active_color"], flipped["idle_color"]) == ("green", "green", "blue")
+    assert flipped["history"][0]["previous_color"] == "blue"
+
+
+def test_active_removes_the_journal(color, tmp_path):
+    journal = tmp_path / "demo.journal.json"
+    journal.write_text(json.dumps({"entries": [], "waits": {"health:demo-green": [1.0, 2.0]}}))
+    ok(color(world_of("demo-blue"), color="blue", state="active", journal=str(journal)))
+    assert not journal.exists()
+
+
+# -- bad input fails before any command --------------------------------------------------------------------
 
 @pytest.mark.parametrize("change, fragment", [
-    ({"app": "Shop!"}, "app="),
-    ({"color": "purple"}, "color"),
+    ({"app": "Shop!"}, "app='Shop!' is not a valid app name"),
+    ({"color": "purple"}, "value of color must be one of"),
     ({"stop_timeout": -1}, "stop_timeout must be zero or more"),
     ({"wait_timeout": -1}, "wait_timeout must be zero or more"),
+    ({"history_size": -1}, "history_size must be zero or more"),
+    ({"wait_slice": -1}, "wait_slice must be zero or more"),
     ({"files": ["missing.yml"]}, "files: compose file missing.yml not found"),
     ({"env_files": ["missing.env"]}, "env_files: missing.env not found"),
-    ({"env": {"BAD NAME": "x"}}, "env:"),
+    ({"env": {"BAD NAME": "x"}}, "env: 'BAD NAME' is not a valid environment variable name"),
+    ({"web_ports": {"red": 8001}}, "web_ports: red is not a color"),
+    ({"web_ports": {"blue": "http"}}, "web_ports.blue='http' is not a port number"),
+    ({"web_port_variable": "1PORT"}, "web_port_variable='1PORT'"),
+    ({"project_src": None, "files": ["compose.yml"]}, "files"),
 ])
-def test_bad_input_fails_before_any_command(monkeypatch, args, change, fragment):
-    fake = blue_world()
-    result = run(fake, {**args, "state": "absent", "color": "blue", **change}, monkeypatch)
-    assert result["failed"] and fragment in result["msg"]
-    assert fake.calls == []
+def test_bad_input_fails_naming_the_option_before_any_command(color, change, fragment):
+    world = world_of("demo-blue")
+    result = color(world, **dict({"state": "absent", "color": "blue"}, **change))
+    assert result["failed"] and fragment in result["msg"], result["msg"]
+    assert world.calls == [] and changing(world) == []
 
 
-def test_missing_project_src_is_named(monkeypatch, args, tmp_path):
-    result = run(blue_world(), dict(args, project_src=str(tmp_path / "gone"), state="absent"), monkeypatch)
-    assert result["failed"] and result["msg"].startswith("project_src=")
+def test_a_missing_or_empty_project_src_is_named(color, tmp_path):
+    missing = color(world_of(), project_src=str(tmp_path / "gone"), state="absent", color="blue")
+    assert missing["failed"] and missing["msg"].startswith("project_src=%s is not a directory" % (tmp_path / "gone"))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = color(world_of(), project_src=str(empty), state="absent", color="blue")
+    assert result["failed"] and "holds no compose file" in result["msg"]
 
 
-def test_unreachable_daemon_names_docker_host(monkeypatch, args):
-    fake = blue_world(fail={DOCKER + " info": (1, "", "Cannot connect to the Docker daemon at unix:///x.sock.\n")})
-    result = run(fake, dict(args, docker_host="unix:///x.sock", state="stopped"), monkeypatch)
-    assert result["failed"] and result["msg"].startswith("docker_host (unix:///x.sock):")
-    assert fake.changing() == []
+def test_started_and_prepared_need_project_src(color):
+    result = color(world_of(), project_src=None, state="started")
+    assert result["failed"] and "project_src" in result["msg"]
 
 
-def test_compose_v1_is_refused(monkeypatch, args):
-    fake = blue_world(compose_rc=1)
-    result = run(fake, dict(args, state="stopped"), monkeypatch)
-    assert result["failed"] and "Compose v2" in result["msg"] and fake.changing() == []
+def test_compose_v1_is_refused(color):
+    world = world_of("demo-blue")
+    world.version_output = fixture_text("compose-version-1.29.2.txt")
+    result = color(world, compose_command=None, color="blue", state="inspect")
+    assert result["failed"] and "Compose v1" in result["msg"] and "1.29.2" in result["msg"]
+    assert changing(world) == []
 
 
-def test_invalid_compose_files_name_the_option(monkeypatch, args):
-    fake = blue_world(fail={DOCKER + " compose --ansi never --project-name demo-blue --project-directory": (
-        1, "", fixture("compose-config-syntax-error.txt"))})
-    result = run(fake, dict(args, color="blue", state="stopped"), monkeypatch)
+def test_compose_is_detected_once_and_returned(color):
+    world = world_of("demo-blue")
+    result = ok(color(world, compose_command=None, color="blue", state="inspect"))
+    assert result["compose_command"] == [DOCKER_BIN, "compose"]
+    assert [w for _o, w in compose_calls(world)].count(["version"]) == 1
+
+
+def test_invalid_compose_files_name_the_option(color):
+    world = world_of("demo-blue")
+    world.failing["config"] = (15, "", fixture_text("compose-config-syntax-error.txt"))
+    result = color(world, color="blue", state="started")
     assert result["failed"] and result["msg"].startswith("files: the compose configuration of demo-blue")
-    assert fake.changing() == []
+    assert result["rc"] == 15 and "config" in result["cmd"]
+    assert changing(world) == []
 
 
-# -- helpers added to module_utils/_compose.py ----------------------------------
-
-@pytest.mark.parametrize("uname, platform", [
-    ("x86_64", "amd64"), ("aarch64", "arm64"), ("armv7l", "arm/v7"), ("armv6l", "arm/v6"), ("riscv64", "riscv64"),
-])
-def test_host_platform(uname, platform):
-    assert _compose.host_platform({"Architecture": uname}) == platform
-
-
-def test_host_platform_from_captured_docker_info():
-    assert _compose.host_platform(json.loads(fixture("docker-info-20.10-x86_64.json"))) == "amd64"
+def test_a_failed_compose_command_carries_cmd_rc_and_stderr(color):
+    world = world_of()
+    world.failing["up"] = (1, "", "Error response from daemon: driver failed programming external connectivity\n")
+    result = color(world, color="blue", state="started", services=["web"])
+    assert result["failed"] and result["msg"].startswith("docker compose up of demo-blue failed: Error response")
+    assert result["rc"] == 1 and result["cmd"][:2] == [DOCKER_BIN, "compose"] and "driver failed" in result["stderr"]
+    assert len(result["actions"]) == 1
 
 
-@pytest.mark.parametrize("arch, variant, platform", [
-    ("amd64", "", "amd64"), ("arm64", "v8", "arm64"), ("arm64", "", "arm64"), ("arm", "v7", "arm/v7"),
-])
-def test_image_platform(arch, variant, platform):
-    assert _compose.image_platform({"Architecture": arch, "Variant": variant}) == platform
+def test_health_needs_the_port_of_the_color(color):
+    result = color(world_of(), color="green", state="started", services=["web"], health={},
+                   web_ports={"blue": 18080})
+    assert result["failed"] and result["msg"] == "health needs web_ports with the port of green"
 
 
-def test_image_platform_from_captured_image_inspect():
-    assert _compose.image_platform(json.loads(fixture("docker-image-inspect-demo-v1.json"))[0]) == "amd64"
+def test_health_without_the_colors_port_fails_before_anything_starts(color):
+    world = world_of()
+    result = color(world, color="green", state="started", services=["web"], health={}, web_ports={"blue": 18080})
+    assert result["failed"] and changing(world) == []
 
 
-@pytest.mark.parametrize("host, image, fit", [
-    ("amd64", "amd64", "ok"), ("arm64", "arm64", "ok"), ("arm/v7", "arm/v6", "ok"),
-    ("amd64", "arm64", "mismatch"), ("arm64", "amd64", "mismatch"), ("arm/v7", "arm64", "mismatch"),
-    ("arm64", "arm/v7", "warn"), ("amd64", "", "warn"),
-])
-def test_platform_fit(host, image, fit):
-    assert _compose.platform_fit(host, image) == fit
-
-
-def test_parse_config_hashes_from_captured_output():
-    hashes = _compose.parse_config_hashes(fixture("compose-config-hash-demo-5.6.1.txt"))
-    assert set(hashes) == {"web", "worker", "beat"} and all(len(h) == 64 for h in hashes.values())
-
-
-def test_config_services_images_and_replicas_from_captured_config():
-    config = json.loads(fixture("compose-config-demo-5.6.1.json"))
-    services = _compose.config_services(config)
-    assert set(services) == {"web", "worker", "beat"}
-    assert _compose.service_image("demo-blue", "web", services["web"]) == "lowspec-demo:v1"
-    assert _compose.service_image("demo-blue", "app", {"build": {"context": "."}}) == "demo-blue-app"
-    assert _compose.service_replicas(services["web"]) == 1
-    assert _compose.service_replicas({"deploy": {"replicas": 3}}) == 3
-    assert _compose.service_replicas({"scale": 2}) == 2
-
-
-def test_container_details_adds_the_config_hash():
-    item = json.loads(fixture("docker-inspect-demo-blue.json"))[0]
-    details = _compose.container_details(item)
-    assert details["config_hash"] == item["Config"]["Labels"][_compose.LABEL_CONFIG_HASH]
-    assert details["restarting"] is False
-    assert {k: v for k, v in details.items() if k not in ("config_hash", "restarting")} == (
-        _compose.summarize_container(item))
-
-
-def test_compose_argspec_bundle():
-    spec = _compose.compose_argspec_ex()
-    assert set(spec["argspec"]) == {"app", "project_src", "files", "env_files", "env", "variables"}
-    assert "no_log" not in spec["argspec"]["variables"]
-    assert spec["argspec"]["env"]["no_log"] is True and spec["argspec"]["app"]["required"] is True
-    assert spec["required_by"] == {"files": ("project_src",), "env_files": ("project_src",)}
+def test_started_without_celery_starts_beat_with_the_rest(color):
+    """Without `celery`, beat is a service like any other: started in the one `up`, no hand-over."""
+    world = world_of("demo-blue")
+    ok(color(world, color="green", state="started"))
+    assert [e for e in world.log if e[0] == "compose"] == [("compose", "up", ("beat", "web", "worker"))]
