@@ -1,7 +1,7 @@
 # Copyright (c) lowspec.bluegreen contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Issue 9: bad input to the modules and to the role fails with a clear message naming
+"""Bad input to the modules and to the role fails with a clear message naming
 the cause, and leaves the containers, the proxy's upstream file and the state file
 exactly as they were.
 
@@ -237,7 +237,7 @@ def role_cases(bench):
         ("rollback-unknown-quiesce-mode", {"bluegreen_quiesce_mode": "freeze", "playbook": "rollback.yml"},
          ["arg spec 'rollback'", "bluegreen_quiesce_mode", "freeze"]),
         ("cleanup-wrong-type", {"bluegreen_stop_timeout": "soon", "playbook": "cleanup.yml"},
-         ["arg spec 'remove_idle'", "bluegreen_stop_timeout", "int"]),
+         ["arg spec 'cleanup'", "bluegreen_stop_timeout", "int"]),
     ]
 
 

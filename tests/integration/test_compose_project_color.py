@@ -14,6 +14,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import stat
 import subprocess
 import tarfile
@@ -35,6 +36,11 @@ def warnings_of(result):
 
 def call(args, check_mode=False, diff=False, env=None):
     return run_module(MODULE, args, check_mode=check_mode, diff=diff, env=env)
+
+
+def labels_file(action):
+    """An action with the path of the generated labels file (a temp file) left out."""
+    return re.sub(r"\S*bluegreen-labels-\S*\.yml", "<labels>", action)
 
 
 def ok(result):
@@ -125,8 +131,12 @@ def test_one_color_through_every_state(demo_stack, state_dir, tmp_path):
     assert results[0]["reasons"] == {"web": "no container"}
     assert results[0]["diff"]["before"] == {"web": {"state": "absent", "health": "none"}}
     assert results[0]["diff"]["after"] == {"web": {"state": "running", "health": "healthy"}}
-    assert results[0]["actions"] == results[1]["actions"] and len(results[1]["actions"]) == 1
+    # The same command in check mode and for real, but for the name of the release-labels file (a temp file).
+    assert [labels_file(a) for a in results[0]["actions"]] == [labels_file(a) for a in results[1]["actions"]]
+    assert len(results[1]["actions"]) == 1
     assert " up --detach " in results[1]["actions"][0] and results[1]["actions"][0].endswith(" web")
+    # Every container it creates is labelled with its release.
+    assert " --file compose.yml --file " in results[1]["actions"][0]
     assert results[2]["actions"] == [] and results[3]["actions"] == [] and results[3]["reasons"] == {}
     web_ids = project_containers(blue, "web")
     assert len(web_ids) == 1 and container_state(web_ids[0])[:2] == ("running", "healthy")
@@ -356,8 +366,10 @@ def test_bad_input_changes_nothing(demo_stack, state_dir, tmp_path, arm64_image)
         ("history_size", dict(blue, history_size=-1, state="active", color="green"), "history_size"),
         ("docker_host", dict(blue, docker_host="unix://%s/none.sock" % tmp_path, state="stopped"), "docker_host"),
         ("project_src", dict({k: v for k, v in blue.items() if k != "project_src"}, state="started"), "project_src"),
-        ("pull", dict(blue, env=color_env(stack, "blue", "no-such-release"), pull="never", state="started"),
+        ("pull", dict(blue, env=color_env(stack, "blue", "no-such-release"), pull="never", state="prepared"),
          "pull=never"),
+        ("release not prepared", dict(blue, env=color_env(stack, "blue", "no-such-release"), state="started"),
+         "not present: prepare it first"),
         ("architecture", dict(blue, env=color_env(stack, "blue", "v1", DEMO_IMAGE=arm64_image), state="started"),
          "arm64"),
         ("compose v1", dict(blue, state="stopped"), "Compose v1 (/usr/bin/docker-compose 1.29"),
@@ -379,7 +391,7 @@ def test_bad_input_changes_nothing(demo_stack, state_dir, tmp_path, arm64_image)
     # the active color is untouched.
     failed = call(base_args(stack, state_dir, "green", env_release="broken", state="started", services=["web"],
                             wait_timeout=3))
-    assert failed["rc"] != 0 and "docker compose up of %s failed" % stack.project("green") in failed["msg"]
+    assert failed["rc"] != 0 and "%s: not ready after wait_timeout=3s" % stack.project("green") in failed["msg"]
     assert failed["actions"] and "web" in failed["logs"]
     assert {cid: v for cid, v in snapshot(stack).items() if v[0] == "blue"} == before
     assert file_snapshot(state_file) == before_file

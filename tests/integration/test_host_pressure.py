@@ -130,7 +130,7 @@ def test_unreachable_docker_without_path_fails_clearly():
     result = pressure(docker_host="unix:///nonexistent/docker.sock", **LENIENT)
     assert result["rc"] != 0
     assert result["msg"].startswith("path is not set and the Docker root directory cannot be found (the Docker "
-                                    "daemon at unix:///nonexistent/docker.sock is not reachable")
+                                    "daemon at unix:///nonexistent/docker.sock (docker_host) is not reachable")
     assert result["msg"].endswith("set path to the directory whose free space matters")
 
 

@@ -10,7 +10,7 @@ even when a test fails), so that the file runs in a few minutes:
   (green): rollback, a second rollback, status, cleanup. The tests run in file
   order and each one starts from where the previous one left the stack;
 - a variant that keeps its Redis broker inside each colored project
-  (colored_broker/compose.yml, DESIGN.md rule 7, as the article's script
+  (colored_broker/compose.yml, docs/architecture.md decision 7, as the article's script
   does), v1 started by hand and v2 deployed by the role: cleanup
   refuses while the old color's broker holds messages, removes it once drained;
   then a rollback to the removed color is refused.

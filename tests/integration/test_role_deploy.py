@@ -91,7 +91,7 @@ def test_broken_release_is_rescued_and_the_old_release_keeps_serving(demo_stack,
     with TrafficProbe(nginx.url) as probe:
         result = deploy(role_vars(demo_stack, nginx, state_dir, "broken", bluegreen_health_deadline=8))
     assert result.returncode != 0
-    assert "failed at step 'health'" in result.stdout
+    assert "failed at step 'web'" in result.stdout
     assert probe.failures == [], "the old release stopped answering during the failed deploy: %s" % probe.failures[:5]
     assert {a[1:] for a in probe.answers} == {("blue", "v1")}
     # Exactly the same old containers run again (started by id, not recreated).

@@ -4,8 +4,9 @@
 """Quiesce mode `shrink` and worker warm-up, end to end on the real stack.
 
 In shrink mode the old workers keep consuming with one pool process while the
-new color starts, so tasks never stop completing; the old beat stops (seen
-exited) only once the new workers are ready, just before the new beat starts.
+new color starts, so tasks never stop completing; traffic moves once the new
+web is healthy; the old beat stops (seen exited) only once the new workers are
+ready, just before the new beat starts; then the old workers drain and stop.
 The rescue grows the old pools back, or restarts what was already stopped.
 """
 
@@ -114,7 +115,7 @@ def test_shrink_mode_keeps_tasks_flowing_one_beat_and_rescues_by_growing_back(de
     beat_started = json.loads(docker("inspect", blue["beat"][0]))[0]["State"]["StartedAt"]
     with TrafficProbe(nginx.url) as probe:
         result = deploy(app_vars(stack, nginx, state_dir, "broken", bluegreen_health_deadline=8, **SHRINK))
-    assert result.returncode != 0 and "failed at step 'health'" in result.stdout, result.stdout[-4000:]
+    assert result.returncode != 0 and "failed at step 'web'" in result.stdout, result.stdout[-4000:]
     assert probe.failures == [] and {a[1:] for a in probe.answers} == {("blue", "v1")}
     for svc, ids in blue.items():
         assert project_containers(stack.project("blue"), svc) == ids
@@ -122,16 +123,17 @@ def test_shrink_mode_keeps_tasks_flowing_one_beat_and_rescues_by_growing_back(de
     assert json.loads(docker("inspect", blue["beat"][0]))[0]["State"]["StartedAt"] == beat_started
     wait_until(lambda: pool_processes(worker) == 2, 30, "the old worker's pool was not grown back")
 
-    # 2. A switch that fails (nginx -t refuses) comes after the old beat and
-    #    workers were stopped: the rescue starts exactly those containers again.
+    # 2. A switch that fails (nginx -t refuses) comes before the new workers and
+    #    beat start: the old beat never stopped, the old pools grow back in place.
     result = deploy(app_vars(stack, nginx, state_dir, "v2", bluegreen_nginx_test_command=["false"], **SHRINK))
     assert result.returncode != 0 and "failed at step 'switch'" in result.stdout, result.stdout[-4000:]
     for svc, ids in blue.items():
         assert project_containers(stack.project("blue"), svc) == ids
         assert [container_state(cid)[0] for cid in ids] == ["running"]
     assert all(s != "running" for s in states(stack, "green", "worker") + states(stack, "green", "beat"))
-    wait_until(lambda: stack.beat_runs()[-1] == "blue", 30, "the old beat did not send again after the rescue")
-    assert stack.beat_runs()[-2:] == ["green", "blue"], "the old beat did not come back after the new one stopped"
+    assert json.loads(docker("inspect", blue["beat"][0]))[0]["State"]["StartedAt"] == beat_started
+    assert stack.beat_runs() == ["blue"], "a new beat sent although the deploy failed before the workers"
+    wait_until(lambda: pool_processes(worker) == 2, 30, "the old worker's pool was not grown back")
 
     # 3. The real deploy, under a backlog and a steady task stream.
     backlog = dict.fromkeys(stack.enqueue("blue", n=8, seconds=0.5), time.time())
@@ -158,12 +160,12 @@ def test_shrink_mode_keeps_tasks_flowing_one_beat_and_rescues_by_growing_back(de
     assert stall < 2.0, "tasks waited %.2f s with none completing at +%.1f s of the deploy; completions around " \
         "it: %s; role tasks around it: %s" % (stall, stall_at - start, around, tasks)
     # Never two schedulers: the runs of beat sends alternate colors, never interleave.
-    assert stack.beat_runs() == ["blue", "green", "blue", "green"], stack.beat_runs()
+    assert stack.beat_runs() == ["blue", "green"], stack.beat_runs()
     # The old color retired (containers kept), the new workers grown from the warm-up pool of 1.
     assert states(stack, "blue", "worker") == ["exited"] and states(stack, "blue", "beat") == ["exited"]
     new_worker, = project_containers(stack.project("green"), "worker")
     wait_until(lambda: pool_processes(new_worker) == 2, 30, "the new worker did not grow from its warm-up pool")
     record = state["history"][0]
     assert record["quiesce_mode"] == "shrink"
-    assert {(c["service"], c["action"]) for c in record["stopped"]} == {
-        ("worker", "shrunk"), ("beat", "stopped"), ("worker", "stopped")}
+    # What the deploy left stopped: the old beat (before the new one started) and the retired worker.
+    assert {(c["service"], c["action"]) for c in record["stopped"]} == {("beat", "stopped"), ("worker", "stopped")}

@@ -1,7 +1,7 @@
 # Copyright (c) lowspec.bluegreen contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Issue 9, fault 8: the operator presses Ctrl-C during a deploy and at the verify gate.
+"""The operator presses Ctrl-C during a deploy and at the verify gate.
 
 The playbook runs on a pseudo-terminal, as for an operator, and Ctrl-C is typed
 there (the terminal sends SIGINT to the whole foreground process group, modules
@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import requests
 
 from conftest import integration
+
+pytestmark = pytest.mark.heavy
 
 FAST = integration.FAST_DEPLOY
 BREAK_LOCK = integration.BREAK_LOCK
@@ -46,7 +49,7 @@ def test_ctrl_c_mid_deploy_then_documented_recovery(demo_stack, nginx, tmp_path)
 
     variables = integration.role_vars(demo_stack, nginx, state_dir, "v2", **FAST)
     with integration.TrafficProbe(nginx.url) as probe:
-        code, output = integration.run_on_pty(integration.playbook_argv(variables), [("Start the new color's workers", b"\x03")])
+        code, output = integration.run_on_pty(integration.playbook_argv(variables), [("Start the new workers", b"\x03")])
     assert code != 0, output[-3000:]
     assert probe.failures == [], "the old release stopped answering when the deploy was interrupted: %s" % probe.failures[:5]
     lock = state_dir / ("%s.lock" % demo_stack.app)
