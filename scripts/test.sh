@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Every test of the collection, after an idempotent set-up of this machine:
-#   unit (pytest), sanity (ansible-test), lint (ansible-lint, production
-#   profile), build, integration (pytest against this machine's Docker daemon)
-#   and fleet (on the fleet test bed: tests/integration/test_fleet_faults.py,
-#   then the molecule scenarios; then, when both stages run, the integration
-#   tests of BALANCE_TESTS, moved over so that the two lanes end together).
+#   unit (pytest tests/unit), sanity (ansible-test), lint (ansible-lint,
+#   production profile), build, integration (tests/integration: each module and
+#   playbook against this machine's Docker daemon; tests/e2e/role: the role end
+#   to end) and fleet (tests/e2e, marker `fleet`: the fleet test bed; then the
+#   molecule scenarios; then tests/e2e/reliability: the faults and the short
+#   soak). Tests marked `heavy` (the full soak, Ctrl-C) run with
+#   tests/e2e/reliability/soak.sh instead.
 # Each stage runs even when an earlier one failed; the exit code is non-zero
 # when any failed. LOWSPEC_STAGES="unit lint" runs a subset.
 #
@@ -35,7 +37,7 @@ stage_build() {
     rm -rf "$out" && mkdir -p "$out/collections"
     ansible-galaxy collection build --output-path "$out" "$ROOT" || return 1
     ansible-galaxy collection install --offline --force -p "$out/collections" "$out"/lowspec-bluegreen-*.tar.gz || return 1
-    for module in compose_project_color celery_quiesce http_health deploy_lock host_pressure; do
+    for module in compose_project_color celery_quiesce http_health deploy_lock host_pressure proxy_switch; do
         doc=$(ANSIBLE_COLLECTIONS_PATH="$out/collections" ansible-doc "lowspec.bluegreen.$module" 2>&1)
         grep -q "^> MODULE lowspec.bluegreen.$module" <<<"$doc" || { echo "$doc" >&2; return 1; }
     done
@@ -47,34 +49,26 @@ stage_build() {
         return 1
     fi
 }
-FLEET_TESTS=tests/integration/test_fleet_faults.py
-# Integration tests that run in the fleet lane, after the scenarios, when both
-# stages run, so that the two lanes end at about the same time.
-BALANCE_TESTS=(tests/integration/test_playbooks.py tests/integration/test_interrupted_rerun.py)
-balance=false
-[[ " $stages " == *" integration "* && " $stages " == *" fleet "* ]] && balance=true
+LIGHT='not fleet and not heavy'
 
 stage_integration() {
-    local -a skip=(--ignore="$FLEET_TESTS") test
-    if $balance; then for test in "${BALANCE_TESTS[@]}"; do skip+=(--ignore="$test"); done; fi
-    pytest -q -p no:cacheprovider -x --durations=15 "${skip[@]}" tests/integration
+    pytest -q -p no:cacheprovider -x --durations=15 -m "$LIGHT" tests/integration tests/e2e/role
 }
 stage_fleet() {
     local scenario began=$SECONDS rc=0
     # Base directories of their own: pytest prunes old numbered ones of a shared one.
-    pytest -q -p no:cacheprovider -x --durations=5 --basetemp="$BUILD/pytest-fleet" "$FLEET_TESTS" || rc=1
-    say "fleet faults: $((SECONDS - began)) s"
+    pytest -q -p no:cacheprovider -x --durations=5 --basetemp="$BUILD/pytest-fleet" -m fleet tests/e2e || rc=1
+    say "fleet test bed: $((SECONDS - began)) s"
     for scenario in molecule/*/; do
         [ -f "$scenario/molecule.yml" ] || continue
         began=$SECONDS
         molecule test -s "$(basename "$scenario")" || { rc=1; break; }
         say "molecule scenario $(basename "$scenario"): $((SECONDS - began)) s"
     done
-    if $balance; then
-        began=$SECONDS
-        pytest -q -p no:cacheprovider -x --durations=5 --basetemp="$BUILD/pytest-balance" "${BALANCE_TESTS[@]}" || rc=1
-        say "integration tests in this lane (${BALANCE_TESTS[*]}): $((SECONDS - began)) s"
-    fi
+    began=$SECONDS
+    pytest -q -p no:cacheprovider -x --durations=5 --basetemp="$BUILD/pytest-reliability" -m "$LIGHT" \
+        tests/e2e/reliability || rc=1
+    say "reliability (faults, short soak): $((SECONDS - began)) s"
     return "$rc"
 }
 
@@ -92,7 +86,7 @@ if [[ " $stages " == *" fleet "* ]]; then
     fleet_pid=$!
     set +m
     # Interrupted: stop the lane and take its test hosts down (its fixtures cannot).
-    trap 'kill -TERM -- "-$fleet_pid" 2>/dev/null; bash "$ROOT/tests/fleet/fleet.sh" down >/dev/null 2>&1; exit 130' INT TERM
+    trap 'kill -TERM -- "-$fleet_pid" 2>/dev/null; bash "$ROOT/tests/e2e/fleet/fleet.sh" down >/dev/null 2>&1; exit 130' INT TERM
 fi
 
 for stage in $stages; do

@@ -8,9 +8,9 @@ way Ansible does (ansible.module_utils.testing.patch_module_args), lets the modu
 build its real AnsibleModule (argument spec, rules, check mode, no_log masking) and
 exit through the real exit_json()/fail_json(), and returns the JSON it printed, with
 `warnings` as a plain list of messages. Nothing else of AnsibleModule is replaced but
-get_bin_path (`docker` is bluegreen_fakes.DOCKER_BIN, others as `run_main.bins` says):
+get_bin_path (`docker` is tests.support.fakes.DOCKER_BIN, others as `run_main.bins` says):
 each test replaces the module's own interfaces (Engine, Celery, run_command...) with
-the fakes of bluegreen_fakes.py.
+the fakes of tests/support/fakes.py.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from ansible.module_utils import basic
 from ansible.module_utils.common import warnings as ansible_warnings
 from ansible.module_utils.testing import patch_module_args
 
-from bluegreen_fakes import DOCKER_BIN
+from tests.support.fakes import DOCKER_BIN
 
 
 @pytest.fixture

@@ -38,6 +38,6 @@ def test_every_entry_point_the_playbooks_use_is_validated_like_main():
                 include = task.get("ansible.builtin.include_role") or task.get("ansible.builtin.import_role") or {}
                 if include.get("name") == "lowspec.bluegreen.bluegreen":
                     used.add(include.get("tasks_from", "main"))
-    assert used >= {"rollback", "status", "remove_idle"}, used
+    assert used >= {"rollback", "status", "cleanup"}, used
     for entry_point in used:
         assert spec[entry_point]["options"] == spec["main"]["options"], entry_point

@@ -5,7 +5,7 @@
 
 The manager gets a FakeEngine (`engine=`) and a control factory whose FakeControl
 answers for a model of the workers and the broker (`control_factory=`), both from
-bluegreen_fakes.py. One Clock is the manager's clock and sleep, the wall clock of
+tests/support/fakes.py. One Clock is the manager's clock and sleep, the wall clock of
 its waits (Wait) and of the journal, so waits take no real time and deadlines are
 exact. `world.log` lists every Docker and Celery call in order.
 """
@@ -24,7 +24,7 @@ from ansible_collections.lowspec.bluegreen.plugins.module_utils._celery import C
 from ansible_collections.lowspec.bluegreen.plugins.module_utils._wait import Wait
 from ansible_collections.lowspec.bluegreen.plugins.modules import celery_quiesce
 
-from bluegreen_fakes import CeleryWorld, Clock, FakeEngine, FakeGauge, container_id, inspected, task
+from tests.support.fakes import CeleryWorld, Clock, FakeEngine, FakeGauge, container_id, inspected, task
 
 PROJECT = "shop-blue"
 WEB = container_id(PROJECT, "web")

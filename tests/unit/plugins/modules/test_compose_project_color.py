@@ -4,7 +4,7 @@
 """compose_project_color: the real module (main(), AnsibleModule, ColorManager) on a fake host.
 
 The manager's Engine is a FakeEngine, the Compose CLI is answered through run_command by
-a ComposeWorld (bluegreen_fakes.py) built from captured output (docker inspect of the demo's
+a ComposeWorld (tests/support/fakes.py) built from captured output (docker inspect of the demo's
 blue color, image inspect, `docker compose config`), which records every command run;
 Celery's control, the HTTP check and the host's pressure are fakes at the functions the
 module calls. Waits run on a fake clock.
@@ -28,7 +28,7 @@ from ansible_collections.lowspec.bluegreen.plugins.module_utils._docker import (
 from ansible_collections.lowspec.bluegreen.plugins.module_utils._wait import Wait
 from ansible_collections.lowspec.bluegreen.plugins.modules import compose_project_color
 
-from bluegreen_fakes import (
+from tests.support.fakes import (
     DOCKER_BIN,
     Clock,
     ComposeWorld,

@@ -21,7 +21,7 @@ import pytest
 from ansible.module_utils import basic
 from ansible_collections.lowspec.bluegreen.plugins.modules import proxy_switch
 
-from bluegreen_fakes import FakeHealth
+from tests.support.fakes import FakeHealth
 
 BLUE = "upstream shop_bluegreen {\n    server 127.0.0.1:8001;\n}\n"
 GREEN = "upstream shop_bluegreen {\n    server 127.0.0.1:8002;\n}\n"
