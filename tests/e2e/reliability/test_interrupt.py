@@ -24,7 +24,6 @@ from tests.support.stack import TrafficProbe, role_vars
 pytestmark = pytest.mark.heavy
 
 FAST = FAST_DEPLOY
-BREAK_LOCK = BREAK_LOCK
 
 
 def assert_consistent(stack, nginx, state_dir, color, release):

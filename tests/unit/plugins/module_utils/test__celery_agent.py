@@ -322,13 +322,13 @@ def test_other_brokers_have_no_unacked_record_to_read():
 @pytest.fixture
 def fake_celery(monkeypatch):
     """`import celery` and `import kombu` find modules with a version; load_app() gives `app`."""
-    state = {"app": FakeApp(), "load_error": None, "loaded": []}
+    state = {"app": FakeApp(), "load_error": ImportError(), "fail_load": False, "loaded": []}
     monkeypatch.setitem(sys.modules, "celery", types.SimpleNamespace(__version__="5.4.0"))
     monkeypatch.setitem(sys.modules, "kombu", types.SimpleNamespace(__version__="5.4.2"))
 
     def load_app(name):
         state["loaded"].append(name)
-        if state["load_error"] is not None:
+        if state["fail_load"]:
             raise state["load_error"]
         return state["app"]
 
@@ -379,7 +379,7 @@ def test_main_says_not_ready_with_the_stage_that_failed(monkeypatch, capsys, fak
     if stage == "celery":
         monkeypatch.setitem(sys.modules, "celery", None)  # `import celery` raises ImportError
     elif stage == "app":
-        fake_celery["load_error"] = ImportError("No module named 'tasks'")
+        fake_celery.update(fail_load=True, load_error=ImportError("No module named 'tasks'"))
     else:
         fake_celery["app"] = FakeApp(fail=ConnectionRefusedError(111, "Connection refused"))
     rc, out = talk(monkeypatch, capsys, [json.dumps({"id": 1, "op": "ping"})])
