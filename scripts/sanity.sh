@@ -2,7 +2,9 @@
 # ansible-test sanity on a copy of the checkout at .../ansible_collections/lowspec/bluegreen
 # (ansible-test insists on that path, and resolves symlinks). Works offline from
 # Galaxy: pip's bootstrap script, which ansible-test would download from a host
-# that is not reachable here, is replaced by a stand-in (see TESTBED.md).
+# that is not reachable here (and run with a cleaned environment that trusts no
+# CA of the registry), is replaced by a stand-in that bootstraps pip from
+# ensurepip and installs with the system CA store.
 # Usage: scripts/sanity.sh [ansible-test sanity options, e.g. --test pylint]
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
