@@ -267,6 +267,42 @@ def orphaned(unacked, held_ids, before):
     return sorted(found, key=lambda e: (e.get("delivered_at") or 0, e.get("tag") or ""))
 
 
+def reclaim_orphans(control, held_ids, before, warn):
+    """Put back in its queue, once, every message of a Redis broker that is an orphan (see orphaned()).
+
+    `held_ids`: tasks known to be held by a frozen worker (never orphans). Any
+    worker that still listens on the broker's control channel is asked what it
+    holds first. Returns (checked, restored): `checked` is False when the broker
+    could not be read (not Redis) or a live worker did not say what it holds;
+    `restored` lists {id, task, queue, delivered_at} of the messages put back.
+    Each goes back in one transaction that reads and removes it together, so
+    that it is restored once even if the broker's own restore runs at the same
+    time.
+    """
+    record = control.unacked()
+    if record is None:
+        return False, []
+    held = set(held_ids)
+    if record["subscribers"]:
+        # Some worker still listens on this broker: what it holds is not an orphan.
+        live = parse_ping(control.ping(timeout=1.0))
+        for method in ("reserved", "active", "scheduled") if live else ():
+            answers = parse_tasks(control.inspect(method, live, timeout=DEFAULT_REPLY_TIMEOUT))
+            if any(node not in answers for node in live):
+                warn("the broker's unacknowledged messages were left as they are: live worker(s) %s did not say "
+                     "what they hold" % ", ".join(n for n in live if n not in answers))
+                return True, []
+            held.update(t["id"] for tasks in answers.values() for t in tasks)
+    orphans = orphaned(record["entries"], held, before)
+    restored = control.restore([o["tag"] for o in orphans]) if orphans else []
+    back = [dict(id=o["id"], task=o["task"], queue=o["routing_key"], delivered_at=o["delivered_at"])
+            for o in orphans if o["tag"] in restored]
+    if back:
+        warn("%d message(s) were delivered to a worker that is gone and never acknowledged; put back in their "
+             "queue: %s" % (len(back), ", ".join("%s[%s]" % (o["task"], o["id"]) for o in back)))
+    return True, back
+
+
 # ---------------------------------------------------------------------------
 # Failures of the CLI transport
 # ---------------------------------------------------------------------------

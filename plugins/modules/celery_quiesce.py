@@ -594,13 +594,13 @@ from ansible_collections.lowspec.bluegreen.plugins.module_utils._celery import (
     node_name,
     nodes_of_host,
     open_control,
-    orphaned,
     parse_control,
     parse_ping,
     parse_pool_sizes,
     parse_queues,
     parse_redelivery,
     parse_tasks,
+    reclaim_orphans,
 )
 from ansible_collections.lowspec.bluegreen.plugins.module_utils._common import (
     BlueGreenError,
@@ -905,7 +905,7 @@ class CeleryQuiesceManager(Manager):
                 return
             self.result["stopping"] = []
             if any(e["service"] in self.worker_services for e in self.journal.of(project)) or self.done:
-                self.reclaim_orphans(containers)
+                self.check_broker(containers)
         self.report_stopped(project, planned)
         timings["total"] = seconds(self.clock() - started)
 
@@ -1075,7 +1075,7 @@ class CeleryQuiesceManager(Manager):
             self.result["timings"]["exit"] = seconds(self.clock() - mark)
             return True
 
-    def reclaim_orphans(self, containers):
+    def check_broker(self, containers):
         """No message stays delivered-but-unacknowledged by a worker that is gone: each goes back to its queue once.
 
         The Redis transport keeps every message delivered to a consumer in its
@@ -1098,32 +1098,12 @@ class CeleryQuiesceManager(Manager):
             self.warn("the broker's unacknowledged messages were not checked after the old workers stopped: no running "
                       "container of the project other than its workers can reach Celery (%s)" % exc)
             return
-        record = self.control.unacked()
-        if record is None:
-            return
-        self.result["broker_checked"] = True
         held = set(t["id"] for t in self.result["still_active"]) if self.params["mode"] == "pause" else set()
-        if record["subscribers"]:
-            # Some worker still listens on this broker: what it holds is not an orphan.
-            live = parse_ping(self.control.ping(timeout=1.0))
-            if live:
-                for method in ("reserved", "active", "scheduled"):
-                    answers = parse_tasks(self.control.inspect(method, live, timeout=REPLY_TIMEOUT))
-                    if any(node not in answers for node in live):
-                        self.warn("the broker's unacknowledged messages were left as they are: live worker(s) %s "
-                                  "did not say what they hold" % ", ".join(n for n in live if n not in answers))
-                        return
-                    held.update(t["id"] for tasks in answers.values() for t in tasks)
-        orphans = orphaned(record["entries"], held, self.stopped_at)
-        restored = self.control.restore([o["tag"] for o in orphans]) if orphans else []
-        back = [dict(id=o["id"], task=o["task"], queue=o["routing_key"], delivered_at=o["delivered_at"])
-                for o in orphans if o["tag"] in restored]
-        self.result["restored"] = back
+        checked, back = reclaim_orphans(self.control, held, self.stopped_at, self.warn)
+        self.result.update(broker_checked=checked, restored=back)
         self.result["timings"]["broker"] = seconds(self.clock() - mark)
         if back:
             self.result["changed"] = True
-            self.warn("%d message(s) were delivered to a worker that is gone and never acknowledged; put back in their "
-                      "queue: %s" % (len(back), ", ".join("%s[%s]" % (o["task"], o["id"]) for o in back)))
 
     # -- shrink -----------------------------------------------------------------------
 

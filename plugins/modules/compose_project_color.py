@@ -254,6 +254,21 @@ options:
     type: str
     choices: [refuse, stop]
     default: refuse
+  await_other:
+    description:
+      - With O(state=started) and O(celery), before this color's workers and beat start, the other color's
+        containers that O(journal) lists as told to stop (by M(lowspec.bluegreen.celery_quiesce) with
+        C(wait_exited=false), whose warm shutdown goes on in the background) are awaited exited, seen with
+        C(docker inspect), for at most O(stop_timeout) + 15 seconds (sliced by O(wait_slice)); then, with
+        O(celery.broker_check), the broker's messages that a gone worker left unacknowledged are put back in their
+        queue, once each, as M(lowspec.bluegreen.celery_quiesce) does after its own wait. The Celery agent of
+        this call does it, the same one that then asks the new workers whether they are ready; so the broker this
+        color's Celery reaches must be the one the other color's workers used (a shared broker). The number
+        put back is added to the C(restored) key of O(record).
+      - This spares a deploy the separate call of M(lowspec.bluegreen.celery_quiesce) that would wait for the
+        exit, and its agent.
+    type: bool
+    default: false
   pressure:
     description:
       - Host pressure admission. With O(state=started), wait until the host has settled before anything starts
@@ -376,6 +391,10 @@ options:
         description: Seconds the workers get to answer.
         type: int
         default: 180
+      broker_check:
+        description: With O(await_other), put back what a gone worker left unacknowledged in a Redis broker.
+        type: bool
+        default: true
   shared:
     description:
       - With O(state=prepared), the shared project C(<app>-shared) (broker, database), brought up with
@@ -669,8 +688,18 @@ pressure:
   description: The last host readings of O(pressure) (see M(lowspec.bluegreen.host_pressure)).
   returned: when O(pressure) was checked
   type: dict
+restored:
+  description: With O(await_other), the messages put back in their queue (C(id), C(task), C(queue), C(delivered_at)).
+  returned: when O(await_other) checked the broker
+  type: list
+  elements: dict
+broker_checked:
+  description: Whether O(await_other) read the broker's unacknowledged messages (a Redis broker).
+  returned: when O(await_other) waited for the other color
+  type: bool
 timings:
-  description: Seconds spent per phase of the call (C(pressure), C(up), C(ready), C(workers_ready)).
+  description: Seconds spent per phase of the call (C(other_exited), C(broker), C(pressure), C(up), C(ready),
+    C(workers_ready)).
   returned: always
   type: dict
   sample: {up: 0.9, ready: 1.6}
@@ -745,6 +774,7 @@ from ansible_collections.lowspec.bluegreen.plugins.module_utils._celery import (
     nodes_of_host,
     open_control,
     parse_ping,
+    reclaim_orphans,
 )
 from ansible_collections.lowspec.bluegreen.plugins.module_utils._common import (
     COLORS,
@@ -774,6 +804,7 @@ from ansible_collections.lowspec.bluegreen.plugins.module_utils._docker import (
     READY_HEALTH,
     Engine,
     describe,
+    iso_epoch,
     services_from_containers,
 )
 from ansible_collections.lowspec.bluegreen.plugins.module_utils._http import (
@@ -1318,6 +1349,9 @@ class ColorManager(Manager):
         images = self._present_images(targets, specs)
         hints = {}
         stale = self._out_of_date(first, before, specs, images)
+        if self.params["await_other"] and not self.check_mode and (set(targets) & set(self.worker_services + beats)) \
+                and not self._await_other():
+            return targets, hints
         if stale and self.params["pressure"] and not self._pressure_gate():
             return targets, hints
         if stale:
@@ -1370,6 +1404,43 @@ class ColorManager(Manager):
                 reasons[name] = "configuration changed"
         self.result.setdefault("reasons", {}).update(reasons)
         return [name for name in names if name in reasons]
+
+    def _await_other(self):
+        """The other color's containers told to stop, seen exited; then its orphans put back in the broker.
+        False when this call's slice ended first."""
+        other = project_name(self.app, other_color(self.color))
+        issued = dict((e["id"], e["stop_issued_at"]) for e in self.journal.of(other) if e.get("stop_issued_at"))
+        if not issued:
+            return True
+        limit = self.params["stop_timeout"] + 15
+        # The same wait (and deadline) as celery_quiesce's own, should a deploy call that one instead.
+        with Wait("stop:%s" % other, limit, self.journal, self.params["wait_slice"]) as wait:
+            started = time.monotonic()
+            while True:
+                pending = [c for c in self.engine.inspect(sorted(issued)) if (c["running"] or c["restarting"])
+                           and (iso_epoch(c["started_at"]) or 0) < issued[c["id"]]]
+                if not pending:
+                    break
+                if wait.expired():
+                    raise BlueGreenError("container(s) %s still running %d s after they were told to stop; the workers "
+                                         "of %s were not started" % (describe(pending), limit, self.project))
+                if wait.slice_over():
+                    wait.pause()
+                    self._waiting(wait.progress("%s stopping (warm shutdown) before the workers of %s start"
+                                                % (describe(pending), self.project)))
+                    return False
+                time.sleep(0.1)
+            self.timings["other_exited"] = seconds(time.monotonic() - started)
+        if self.celery.get("broker_check", True):
+            started = time.monotonic()
+            checked, back = reclaim_orphans(self._control(), set(), time.time(), self.warn)
+            self.result.update(broker_checked=checked, restored=back)
+            self.result["changed"] = self.result["changed"] or bool(back)
+            if back and self.params["record"] is not None:
+                # The deploy's history says how many messages its quiesce left behind were put back.
+                self.params["record"]["restored"] = int(self.params["record"].get("restored") or 0) + len(back)
+            self.timings["broker"] = seconds(time.monotonic() - started)
+        return True
 
     def _pressure_gate(self):
         """Wait for the host to settle before a stage starts; False when this call's slice ended first."""
@@ -1674,6 +1745,7 @@ ARGUMENT_SPEC = dict(
     stop_timeout=dict(type="int", default=60),
     logs=dict(type="list", elements="str", default=[]),
     activate=dict(type="bool", default=False),
+    await_other=dict(type="bool", default=False),
     other_beat=dict(type="str", default="refuse", choices=["refuse", "stop"]),
     pressure=dict(type="dict", options=dict(
         cpu_some_avg10_max=dict(type="float", default=80),
@@ -1703,6 +1775,7 @@ ARGUMENT_SPEC = dict(
         worker_services=dict(type="list", elements="str", default=["worker"]),
         beat_services=dict(type="list", elements="str", default=["beat"]),
         ready_timeout=dict(type="int", default=180),
+        broker_check=dict(type="bool", default=True),
     )),
     shared=dict(type="dict", options=dict(
         project_src=dict(type="path", required=True),

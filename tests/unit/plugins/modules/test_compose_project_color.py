@@ -470,6 +470,59 @@ def test_other_beat_stop_stops_it_journaled_first_then_starts_this_beat(color, t
     assert world.state(ids(world, "demo-green", "beat")[0]) == "running"
 
 
+def stopping_blue(world, clock, journal, polls):
+    """blue's worker and beat told to stop `polls` looks ago by a quiesce (journaled), still shutting down."""
+    told = [ids(world, "demo-blue", "worker")[0], ids(world, "demo-blue", "beat")[0]]
+    journal.write_text(json.dumps({"entries": [
+        {"project": "demo-blue", "id": cid, "service": service, "action": "stopped", "queues": queues,
+         "stop_issued_at": clock.time() - 1} for cid, service, queues in zip(told, ("worker", "beat"), (["celery"], []))
+    ]}))
+    for cid in told:
+        world.stopping[cid] = polls
+    return told
+
+
+def test_await_other_sees_the_old_color_exited_and_puts_back_its_orphans_before_the_workers_start(color, clock, tmp_path):
+    journal = tmp_path / "demo.journal.json"
+    world = world_of("demo-blue")
+    ok(color(world, color="green", state="started", services=["web"], journal=str(journal)))
+    told = stopping_blue(world, clock, journal, polls=3)
+    world.broker.unacked_entry("tag-1", "t-1", delivered_at=clock.time() - 5)
+    world.broker.subscribers = 0
+    result = ok(color(world, color="green", state="started", services=["worker", "beat"], celery={"app": "tasks"},
+                      await_other=True, journal=str(journal)))
+    assert [world.state(cid) for cid in told] == ["exited", "exited"]
+    assert result["broker_checked"] is True and [r["id"] for r in result["restored"]] == ["t-1"]
+    assert world.broker.requeued == ["tag-1"]
+    restore = world.log.index(("celery-change", "restore", ("tag-1",)))
+    assert restore < world.log.index(("compose", "up", ("worker",))), "put back before a new worker starts"
+    assert result["timings"]["other_exited"] >= 0 and world.state(ids(world, "demo-green", "beat")[0]) == "running"
+    assert len(world.controls) == 1, "one Celery agent for the broker and the readiness"
+
+
+def test_await_other_returns_waiting_while_the_old_color_shuts_down(color, clock, tmp_path):
+    journal = tmp_path / "demo.journal.json"
+    world = world_of("demo-blue")
+    ok(color(world, color="green", state="started", services=["web"], journal=str(journal)))
+    stopping_blue(world, clock, journal, polls=10 ** 6)
+    result = ok(color(world, color="green", state="started", services=["worker", "beat"], celery={"app": "tasks"},
+                      await_other=True, journal=str(journal), wait_slice=2, stop_timeout=30))
+    assert result["waiting"] and "stopping (warm shutdown) before the workers of demo-green start" in result["progress"]
+    assert ("compose", "up", ("worker",)) not in world.log
+
+
+def test_await_other_fails_without_starting_the_workers_when_the_old_color_never_exits(color, clock, tmp_path):
+    journal = tmp_path / "demo.journal.json"
+    world = world_of("demo-blue")
+    ok(color(world, color="green", state="started", services=["web"], journal=str(journal)))
+    stopping_blue(world, clock, journal, polls=10 ** 6)
+    result = color(world, color="green", state="started", services=["worker", "beat"], celery={"app": "tasks"},
+                   await_other=True, journal=str(journal), stop_timeout=5)
+    assert result["failed"] and "still running 20 s after they were told to stop" in result["msg"]
+    assert "the workers of demo-green were not started" in result["msg"]
+    assert world.engine.containers("demo-green", ["worker"]) == []
+
+
 def test_activate_records_the_color_and_clears_the_journal(color, tmp_path):
     journal = tmp_path / "demo.journal.json"
     journal.write_text(json.dumps({"entries": [{"project": "demo-blue", "id": "b" * 64, "service": "worker",
