@@ -633,8 +633,10 @@ TIMEOUT_OPTIONS = ("drain_timeout", "stop_timeout", "ready_timeout", "visibility
 POLL_INTERVAL = 0.2
 # Seconds to wait for billiard to drop an ended process from its list (its pool maintenance runs every 5 s).
 POOL_SETTLE_TIMEOUT = 15
-# Seconds a running worker gets to answer a call addressed to it.
+# Seconds a running worker gets to answer a call addressed to it; a node still silent is asked once more with
+# LATE_REPLY_TIMEOUT (a worker on a loaded host, its pool busy, answers late; silence is not a refusal).
 REPLY_TIMEOUT = 2.0
+LATE_REPLY_TIMEOUT = 5.0
 # Past the transport's fetch timeout, when the fetches cannot be seen: the worker's loop reads the reply.
 FETCH_SETTLE = 0.5
 
@@ -793,10 +795,27 @@ class CeleryQuiesceManager(Manager):
         if self.control is not None and self.control.container["id"] in [c["id"] for c in containers]:
             self.close()
 
+    @staticmethod
+    def ask(request, nodes):
+        """{node: reply} of `request(nodes, timeout)`, the nodes silent at REPLY_TIMEOUT asked again, longer."""
+        replies = {}
+        for timeout in (REPLY_TIMEOUT, LATE_REPLY_TIMEOUT):
+            silent = [node for node in nodes if node not in replies]
+            if not silent:
+                break
+            replies.update(request(silent, timeout))
+        return replies
+
     def call(self, method, nodes, argument=None):
         """One control call to `nodes`: {node: (ok, message)}, a node that did not reply counting as refused."""
         control = self.control
-        answers = parse_control(control.control(method, argument, nodes, timeout=REPLY_TIMEOUT))
+        # Every command sent (cancel_consumer, add_consumer, pool_grow/shrink, shutdown) is idempotent but the
+        # pool changes: those are sent once, a late reply reading as no reply.
+        if method in ("pool_grow", "pool_shrink"):
+            answers = parse_control(control.control(method, argument, nodes, timeout=REPLY_TIMEOUT))
+        else:
+            answers = self.ask(lambda silent, timeout: parse_control(control.control(method, argument, silent,
+                                                                                     timeout=timeout)), nodes)
         self.engine.actions.append("celery control %s %s --destination %s" % (method, argument, ",".join(nodes)))
         return dict((node, answers.get(node, (False, "no reply from %s" % node))) for node in nodes)
 
@@ -806,14 +825,15 @@ class CeleryQuiesceManager(Manager):
         defaults = dict((node_name(c["hostname"]), c) for c in workers)
         if not defaults:
             return nodes
-        answered = parse_ping(self.control.ping(destination=sorted(defaults), timeout=REPLY_TIMEOUT))
+        answered = self.ask(lambda silent, timeout: dict.fromkeys(
+            parse_ping(self.control.ping(destination=silent, timeout=timeout)), "pong"), sorted(defaults))
         for node in answered:
             if node in defaults:
                 nodes[defaults[node]["id"]] = [node]
         missing = [c for c in workers if c["id"] not in nodes]
         if missing:
             # Not the default node name: ask every node, keep the ones of each container.
-            everyone = parse_ping(self.control.ping(timeout=REPLY_TIMEOUT))
+            everyone = parse_ping(self.control.ping(timeout=LATE_REPLY_TIMEOUT))
             for c in missing:
                 mine = nodes_of_host(everyone, c["hostname"])
                 if not mine:
@@ -961,7 +981,8 @@ class CeleryQuiesceManager(Manager):
 
     def _cancel(self, container, nodes, before=None):
         """Cancel every queue the nodes consume; `before(queues)` is called first."""
-        by_node = parse_queues(self.control.inspect("active_queues", nodes, timeout=REPLY_TIMEOUT))
+        by_node = self.ask(
+            lambda silent, timeout: parse_queues(self.control.inspect("active_queues", silent, timeout=timeout)), nodes)
         silent = [n for n in nodes if n not in by_node]
         if silent:
             raise BlueGreenError("celery inspect active_queues in %s: no reply from %s"
@@ -1173,7 +1194,8 @@ class CeleryQuiesceManager(Manager):
                 "(or on every task) to use mode=shrink safely" % (", ".join(unsafe), container["name"]))
 
     def pool_sizes(self, container, nodes):
-        sizes = parse_pool_sizes(self.control.inspect("stats", nodes, timeout=REPLY_TIMEOUT))
+        sizes = self.ask(lambda silent, timeout: parse_pool_sizes(self.control.inspect("stats", silent, timeout=timeout)),
+                         nodes)
         silent = [node for node in nodes if node not in sizes]
         if silent:
             raise BlueGreenError("celery inspect stats in %s: no reply from %s" % (container["name"], ", ".join(silent)))

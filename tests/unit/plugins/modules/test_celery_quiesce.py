@@ -177,6 +177,26 @@ def test_a_worker_that_answers_late_is_drained_only_once_it_answers_empty(quiesc
     assert result["drained"] is True
 
 
+def test_a_worker_silent_once_on_a_loaded_host_is_asked_again_longer_not_taken_as_refusing(quiesce):
+    world = demo()
+    world.workers[WORKER].boot_pings = 1  # the first ping goes unanswered
+    world.workers[WORKER].silent["active_queues"] = 1
+    result = ok(quiesce(world))
+    pings = [e for e in world.log if e[:2] == ("celery", "ping")]
+    assert pings == [("celery", "ping", (NODE,))] * 2, "asked again, only the silent node, not everyone"
+    assert [e for e in world.log if e[:3] == ("celery", "inspect", "active_queues")] == \
+        [("celery", "inspect", "active_queues", (NODE,))] * 2
+    assert result["containers"][-1] == {"id": WORKER, "service": "worker", "action": "stopped", "queues": ["celery"]}
+
+
+def test_a_worker_silent_twice_on_its_queues_fails_the_call_naming_it(quiesce):
+    world = demo()
+    world.workers[WORKER].silent["active_queues"] = 2
+    result = quiesce(world)
+    assert result["failed"] and "active_queues" in result["msg"] and "no reply from %s" % NODE in result["msg"]
+    assert world.state(WORKER) == "running", "nothing stopped that was not drained"
+
+
 def test_a_worker_that_never_answers_is_never_taken_as_drained(quiesce):
     world = demo()
     world.workers[WORKER].silent = {"reserved": 10 ** 6}
