@@ -370,7 +370,7 @@ def test_bad_input_changes_nothing(demo_stack, state_dir, tmp_path, arm64_image)
         ("pull", dict(blue, env=color_env(stack, "blue", "no-such-release"), pull="never", state="prepared"),
          "pull=never"),
         ("release not prepared", dict(blue, env=color_env(stack, "blue", "no-such-release"), state="started"),
-         "not present: prepare it first"),
+         "not present locally: prepare it first"),
         ("architecture", dict(blue, env=color_env(stack, "blue", "v1", DEMO_IMAGE=arm64_image), state="started"),
          "arm64"),
         ("compose v1", dict(blue, state="stopped"), "Compose v1 (/usr/bin/docker-compose 1.29"),
