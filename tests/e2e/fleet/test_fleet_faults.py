@@ -240,21 +240,34 @@ def fleet(tmp_path_factory):
 def test_fault_10_host_unreachable_mid_rollout(fleet, fault_7_in_background):  # pylint: disable=unused-argument
     before = {host: fleet.view(host) for host in ROLLOUT}
     slow = fleet.overlay("slow-health", {LOST: {"bluegreen_health_successes": SLOW_HEALTH, "bluegreen_health_delay": 1}})
-    batch, cut = set(), []
+    batch, cut, cutters = set(), [], []
+
+    def cut_once_the_new_web_runs():
+        # The task's line is printed before its module reaches the host: cut once the module has
+        # started the new web and waits for its (slow) health, so that the cut lands mid-module.
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if fleet.docker(LOST, "ps", "-q", "--filter", "name=%s-green-web-1" % APP, "--filter", "status=running").strip():
+                fleet_sh("link", LOST, "down")
+                cut.append(time.monotonic())
+                return
+            time.sleep(0.2)
 
     def cut_the_link(line):
         if line.startswith("PLAY ["):
             batch.clear()
         batch.update(re.findall(r"\[(pi5-\d+)[\] ]", line))
-        if not cut and HEALTH_TASK in line and LOST in batch:
-            fleet_sh("link", LOST, "down")
-            cut.append(time.monotonic())
+        if not cutters and HEALTH_TASK in line and LOST in batch:
+            cutters.append(threading.Thread(target=cut_once_the_new_web_runs, daemon=True))
+            cutters[0].start()
 
     # pi5-1 and pi5-2 in the first batch, pi5-3 in the second.
     rollout = {"bluegreen_release": "v2", "bluegreen_serial": [2, 1]}
     try:
         result = fleet.playbook("fault10-rollout", rollout, ROLLOUT, inventories=[slow], on_line=cut_the_link)
     finally:
+        for cutter in cutters:
+            cutter.join(70)
         fleet_sh("link", LOST, "up")
     out = result.stdout
     assert cut, "the rollout never reached %s's health check\n%s" % (LOST, out[-4000:])
