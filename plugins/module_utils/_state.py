@@ -24,10 +24,15 @@ from ansible_collections.lowspec.bluegreen.plugins.module_utils._common import (
     other_color,
     validate_app_name,
 )
+from ansible_collections.lowspec.bluegreen.plugins.module_utils._lock import (
+    LOCK_SUFFIX,
+    parse_record,
+)
 
 DEFAULT_STATE_DIR = "/var/lib/lowspec-bluegreen"
 STATE_VERSION = 1
 FILE_MODE = 0o644
+JOURNAL_SUFFIX = ".journal.json"
 
 
 def state_path(state_dir, app):
@@ -162,11 +167,28 @@ class Journal:
             self.save()
 
     def wait_started(self, name, now):
-        """When the wait `name` began: now, unless a call of the same wait wrote it down just before."""
+        """When the wait `name` began: now, unless a call of the same wait of this run wrote it down just before."""
         times = self.waits.get(name)
-        if times and now - times[1] < self.STALE_WAIT:
+        if times and now - times[1] < self.STALE_WAIT and times[1] >= self.run_started():
             return times[0]
         return now
+
+    def run_started(self):
+        """When the run holding the app's lock (`<app>.lock` beside `<app>.journal.json`) took it; 0 if unknown.
+
+        A wait last called before that belongs to an earlier run, cut off mid-wait (a lost host, a Ctrl-C):
+        the run that took the lock over starts its waits afresh, whatever the earlier one had left.
+        """
+        base = os.path.basename(self.path or "")
+        if not base.endswith(JOURNAL_SUFFIX):
+            return 0
+        lock = os.path.join(os.path.dirname(self.path), base[:-len(JOURNAL_SUFFIX)] + LOCK_SUFFIX)
+        try:
+            with open(lock, "r", encoding="utf-8") as handle:
+                return parse_record(handle.read(), base[:-len(JOURNAL_SUFFIX)], os.fstat(handle.fileno()).st_mtime)[
+                    "acquired_epoch"]
+        except OSError:
+            return 0
 
     def wait_goes_on(self, name, started, now=None):
         """A call ends before its wait does: keep the wait's start for the next call."""

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import json
 import types
 
 import pytest
@@ -73,6 +74,32 @@ def test_a_wait_left_long_ago_starts_afresh(tmp_path, clock):
     Wait("drain:shop-blue", 300, Journal(path), wait_slice=10, clock=clock).pause()
     clock.now += Journal.STALE_WAIT + 1
     assert Wait("drain:shop-blue", 300, Journal(path), wait_slice=10, clock=clock).started == clock.now
+
+
+def write_lock(tmp_path, acquired_epoch):
+    record = {"app": "shop", "holder": "ansible deploying v2", "acquired_epoch": acquired_epoch}
+    (tmp_path / "shop.lock").write_text(json.dumps(record))
+
+
+def test_a_wait_of_the_run_that_holds_the_lock_goes_on(tmp_path, clock):
+    path = str(tmp_path / "shop.journal.json")
+    start = clock.now
+    write_lock(tmp_path, int(start) - 30)
+    Wait("web:shop-green", 120, Journal(path), wait_slice=10, clock=clock).pause()
+    clock.now += 12
+    assert Wait("web:shop-green", 120, Journal(path), wait_slice=10, clock=clock).started == start
+
+
+def test_a_wait_left_by_a_run_cut_off_before_the_lock_was_taken_over_starts_afresh(tmp_path, clock):
+    # The lost run paused its wait; a new run took the lock over a few seconds later: its wait is its own.
+    path = str(tmp_path / "shop.journal.json")
+    write_lock(tmp_path, int(clock.now) - 30)
+    Wait("web:shop-green", 120, Journal(path), wait_slice=10, clock=clock).pause()
+    clock.now += 20
+    write_lock(tmp_path, int(clock.now))
+    clock.now += 5
+    again = Wait("web:shop-green", 120, Journal(path), wait_slice=10, clock=clock)
+    assert again.started == clock.now and again.deadline == clock.now + 120
 
 
 def test_a_wait_on_its_own_clock_is_continued(tmp_path):
