@@ -19,8 +19,8 @@ description:
   - "Each deploy phase is one call that does its own bounded waiting: O(state=prepared) checks everything a deploy
     needs before it touches anything (and brings the O(shared) project up); O(state=started) waits for host
     pressure, starts the services, and waits until they are ready - the web healthy on its own port (O(health)),
-    the Celery workers answering a ping (O(celery)) - then starts beat after the other color's has exited, and
-    with O(activate) records the color as active."
+    the Celery workers answering a ping (O(celery)) - then, with O(switch), moves traffic to the healthy web,
+    starts beat after the other color's has exited, and with O(activate) records the color as active."
   - Containers are reached through the Docker SDK; Compose runs as the Compose CLI. Every command is an
     argument list (never a shell). O(env) reaches Compose through its environment, never its command line. The
     module always sets C(BLUEGREEN_COLOR) to the color it acts on, C(BLUEGREEN_RELEASE) when O(release) is set,
@@ -419,6 +419,88 @@ options:
         description: Seconds C(--wait) may take.
         type: int
         default: 180
+  switch:
+    description:
+      - "With O(state=started), traffic moves to this color in the same call, once its O(web_service) is healthy
+        (O(health)): the switch M(lowspec.bluegreen.proxy_switch) makes, with its options of the same names, for
+        this color and O(release) (O(app) and O(web_ports) as this call has them). Each module execution costs a
+        small host a Python start, so the new web's readiness and the switch are one."
+      - O(services) must include O(web_service), and O(wait) must not be V(false). Bad switch input fails before
+        anything starts; a failed switch fails the call with RV(switch.failed) set, the previous upstream kept
+        where the validation or the reload failed.
+    type: dict
+    suboptions:
+      proxy:
+        description: How traffic is switched (M(lowspec.bluegreen.proxy_switch)'s O(lowspec.bluegreen.proxy_switch#module:proxy)).
+        type: str
+        choices: [nginx, command, none]
+        default: nginx
+      upstream_path:
+        description: With O(switch.proxy=nginx), the upstream file nginx includes.
+        type: path
+      content:
+        description: With O(switch.proxy=nginx), the upstream file's content for this color.
+        type: str
+      test_command:
+        description: With O(switch.proxy=nginx), the argv that validates nginx's configuration.
+        type: list
+        elements: str
+        default: [nginx, -t]
+      reload_command:
+        description: With O(switch.proxy=nginx), the argv that reloads nginx.
+        type: list
+        elements: str
+        default: [nginx, -s, reload]
+      command:
+        description: With O(switch.proxy=command), the argv that switches the proxy.
+        type: list
+        elements: str
+        default: []
+      check:
+        description: The check through the proxy after the switch (M(lowspec.bluegreen.proxy_switch)'s O(lowspec.bluegreen.proxy_switch#module:check)).
+        type: dict
+        suboptions:
+          url:
+            description: The public URL.
+            type: str
+            required: true
+          headers:
+            description: Request headers (not logged).
+            type: dict
+            default: {}
+          successes:
+            description: Consecutive answers from this color needed.
+            type: int
+            default: 3
+          timeout:
+            description: Seconds one attempt may take.
+            type: float
+            default: 2
+          delay:
+            description: Seconds between attempts.
+            type: float
+            default: 0.25
+          deadline:
+            description: Seconds the check may take in all.
+            type: int
+            default: 10
+          status_codes:
+            description: The HTTP statuses that count.
+            type: list
+            elements: int
+            default: [200]
+          color_field:
+            description: The JSON field that must name the color; empty to not check it.
+            type: str
+            default: color
+          release_field:
+            description: The JSON field that must name O(release); empty to not check it.
+            type: str
+            default: release
+          validate_certs:
+            description: Verify the certificate of an V(https) URL.
+            type: bool
+            default: true
 notes:
   - O(env) is a C(no_log) option, so Ansible replaces each of its values with C(********) wherever that value
     appears in the result. Short or common values (V(1), V(true), a port) therefore mask unrelated parts of the
@@ -667,6 +749,43 @@ health:
   returned: when O(health) checked the web
   type: dict
   sample: {url: "http://127.0.0.1:8002/health/", status: 200, attempts: 5, successes: 3, elapsed: 1.6}
+switched:
+  description:
+    - Whether traffic goes to this color as far as this call knows (O(switch) switched the proxy, or it already
+      pointed here). V(false) when the switch did not run or a failed validation or reload kept the previous
+      upstream. A rescue points the proxy back when this is V(true) and the deploy failed.
+  returned: when O(switch) is set and the web was seen healthy
+  type: bool
+  sample: true
+switch:
+  description: What O(switch) did, as M(lowspec.bluegreen.proxy_switch) returns it.
+  returned: when O(switch) is set
+  type: dict
+  contains:
+    failed:
+      description: Whether the call failed in the switch (its validation, reload, command or check).
+      type: bool
+      sample: false
+    changed:
+      description: Whether the proxy was switched (the upstream file written and nginx reloaded, or the command run).
+      type: bool
+      sample: true
+    switched:
+      description: The same as RV(switched).
+      type: bool
+      sample: true
+    check:
+      description: The check through the proxy, when it ran.
+      type: dict
+      sample: {url: "http://127.0.0.1/health/", status: 200, attempts: 3, successes: 3, elapsed: 0.6}
+    timings:
+      description: Seconds spent validating (C(test)), reloading (C(reload)), running C(command) and checking (C(check)).
+      type: dict
+      sample: {test: 0.05, reload: 0.03, check: 0.6}
+    diff:
+      description: The upstream file before and after, in diff mode when it changes.
+      type: dict
+  sample: {failed: false, changed: true, switched: true, timings: {test: 0.05, reload: 0.03, check: 0.6}}
 workers_ready:
   description: The Celery nodes of the started workers that answered the ping.
   returned: when O(celery) waited for workers
@@ -818,6 +937,10 @@ from ansible_collections.lowspec.bluegreen.plugins.module_utils._module import (
 from ansible_collections.lowspec.bluegreen.plugins.module_utils._pressure import (
     Gauge,
     failure_message as pressure_failure,
+)
+from ansible_collections.lowspec.bluegreen.plugins.module_utils._proxy import (
+    SWITCH_OPTIONS,
+    ProxySwitch,
 )
 from ansible_collections.lowspec.bluegreen.plugins.module_utils._state import (
     DEFAULT_STATE_DIR,
@@ -1346,6 +1469,7 @@ class ColorManager(Manager):
         first = [name for name in targets if name not in beats]
         if self.params["web_service"] in first and self.params["health"]:
             self.health_settings()  # bad health input fails here, before anything starts
+        switch = self._switch(first)  # so does a bad switch
         images = self._present_images(targets, specs)
         hints = {}
         stale = self._out_of_date(first, before, specs, images)
@@ -1358,6 +1482,8 @@ class ColorManager(Manager):
             self._up(stale, specs, hints)
         if self.wait and not self.check_mode and not self.await_ready(first):
             return targets, hints
+        if switch is not None:
+            self._run_switch(switch)
         if beats:
             stale_beats = self._out_of_date(beats, self.containers(), specs, images)
             if stale_beats:
@@ -1368,6 +1494,33 @@ class ColorManager(Manager):
         if self.params["activate"]:
             self.record(self.color, self.params["release"])
         return targets, hints
+
+    def _switch(self, first):
+        """The traffic switch this call makes once the web is healthy, checked before anything starts; or None."""
+        options = self.params["switch"]
+        if not options:
+            return None
+        if self.params["web_service"] not in first:
+            raise BlueGreenError("switch moves traffic to the web this call starts: services must include %s"
+                                 % self.params["web_service"])
+        if self.wait is False:
+            raise BlueGreenError("switch needs wait: traffic moves only to a web seen healthy")
+        self.result["switch"] = {"failed": False}
+        return ProxySwitch(options, self.color, self.params["release"], self.app, self.web_ports,
+                           self.module.run_command, self.result["switch"], check_mode=self.check_mode,
+                           diff_mode=self.diff_mode)
+
+    def _run_switch(self, switch):
+        """Traffic to this color, in this execution: no module start between the web healthy and the switch."""
+        try:
+            switch.run()
+        except BlueGreenError:
+            self.result["switch"]["failed"] = True
+            raise
+        finally:
+            self.result["switched"] = self.result["switch"]["switched"]
+        if self.result["switch"]["changed"]:
+            self.result["changed"] = True
 
     def _present_images(self, targets, specs):
         """{service: image inspect}; a missing image, or one of another architecture, fails before anything starts."""
@@ -1777,6 +1930,7 @@ ARGUMENT_SPEC = dict(
         ready_timeout=dict(type="int", default=180),
         broker_check=dict(type="bool", default=True),
     )),
+    switch=dict(type="dict", options=SWITCH_OPTIONS),
     shared=dict(type="dict", options=dict(
         project_src=dict(type="path", required=True),
         files=dict(type="list", elements="str", default=[]),

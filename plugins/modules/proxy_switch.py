@@ -223,29 +223,14 @@ stderr:
   type: str
 """
 
-import os
-import tempfile
-import time
-
-from ansible_collections.lowspec.bluegreen.plugins.module_utils._common import (
-    BlueGreenError,
-    CommandError,
-    first_error_line,
-    seconds,
-)
-from ansible_collections.lowspec.bluegreen.plugins.module_utils._compose import (
-    describe_command,
-)
-from ansible_collections.lowspec.bluegreen.plugins.module_utils._http import (
-    HealthChecker,
-    health_settings,
-)
 from ansible_collections.lowspec.bluegreen.plugins.module_utils._module import (
     Manager,
     run_module,
 )
-
-FILE_MODE = 0o644
+from ansible_collections.lowspec.bluegreen.plugins.module_utils._proxy import (
+    SWITCH_OPTIONS,
+    ProxySwitch,
+)
 
 
 class ProxySwitchManager(Manager):
@@ -254,163 +239,21 @@ class ProxySwitchManager(Manager):
     def __init__(self, module):
         super().__init__(module)
         params = self.params
-        self.color = params["color"]
-        self.result.update(color=self.color, switched=False, timings={})
-        if params["proxy"] == "nginx":
-            if not params["upstream_path"]:
-                raise BlueGreenError("upstream_path is required with proxy=nginx")
-            if not (params["content"] or "").strip():
-                raise BlueGreenError("content is required with proxy=nginx: the upstream for %s" % self.color)
-            for option in ("test_command", "reload_command"):
-                if not params[option] or not all(params[option]):
-                    raise BlueGreenError("%s must be a non-empty argv list" % option)
-        if params["proxy"] == "command" and (not params["command"] or not all(params["command"])):
-            raise BlueGreenError("command must be a non-empty argv list with proxy=command")
-        self.settings = self._check_settings()
-
-    def _check_settings(self):
-        check = self.params["check"]
-        if not check:
-            return None
-        match = {}
-        if check["color_field"]:
-            match[check["color_field"]] = self.color
-        if check["release_field"] and self.params["release"]:
-            match[check["release_field"]] = self.params["release"]
-        return health_settings(check["url"], json_match=match or None, successes=check["successes"],
-                               timeout=check["timeout"], delay=check["delay"], deadline=check["deadline"],
-                               headers=check["headers"], validate_certs=check["validate_certs"],
-                               status_codes=check["status_codes"])
-
-    # -- running commands ------------------------------------------------------------
-
-    def command(self, argv, environ=None):
-        rc, out, err = self.module.run_command(list(argv), environ_update=environ or {})
-        if rc != 0:
-            reason = first_error_line(err) or first_error_line(out) or "exit code %d" % rc
-            raise CommandError("%s failed: %s" % (" ".join(argv) if len(argv) < 4 else describe_command(argv),
-                                                  reason), cmd=list(argv), rc=rc, stdout=out, stderr=err)
-        return out
-
-    def timed(self, name, func, *args):
-        started = time.monotonic()
-        try:
-            return func(*args)
-        finally:
-            self.result["timings"][name] = seconds(time.monotonic() - started)
-
-    # -- nginx ----------------------------------------------------------------------------
-
-    def read_upstream(self):
-        try:
-            with open(self.params["upstream_path"], "r", encoding="utf-8") as handle:
-                return handle.read()
-        except FileNotFoundError:
-            return None
-
-    def write_upstream(self, content):
-        """Write atomically (a reload never reads half a file); None removes it."""
-        path = self.params["upstream_path"]
-        if content is None:
-            os.unlink(path)
-            return
-        directory = os.path.dirname(path) or "."
-        fd, tmp = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), dir=directory)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(content)
-            os.chmod(tmp, FILE_MODE)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
-
-    def switch_nginx(self):
-        content = self.params["content"]
-        before = self.read_upstream()
-        if self.diff_mode and before != content:
-            self.result["diff"] = {"before": before or "", "after": content,
-                                   "before_header": self.params["upstream_path"],
-                                   "after_header": self.params["upstream_path"]}
-        if before == content:
-            self.result["switched"] = True
-            return False
-        self.result["changed"] = True
-        if self.check_mode:
-            return True
-        self.write_upstream(content)
-        self.validate_and_reload(before)
-        return True
-
-    def validate_and_reload(self, before):
-        """nginx -t, then reload; on either failure the previous file is put back and traffic did not move."""
-        for step, option in (("test", "test_command"), ("reload", "reload_command")):
-            try:
-                self.timed(step, self.command, self.params[option])
-            except CommandError as exc:
-                self.write_upstream(before)
-                self.result["switched"] = False
-                what = "rejected the upstream for" if step == "test" else "could not be reloaded to send traffic to"
-                raise CommandError("nginx %s %s (%s: %s); the previous upstream file is %s and nginx was %s" % (
-                    what, self.color, " ".join(self.params[option]), (exc.stderr or exc.stdout).strip() or exc,
-                    "restored" if before is not None else "removed (there was none)",
-                    "not reloaded" if step == "test" else "left as it was"), **exc.details()) from exc
-        self.result["switched"] = True
-
-    # -- the switch -----------------------------------------------------------------------
+        self.result["color"] = params["color"]
+        self.switch = ProxySwitch(
+            dict((name, params[name]) for name in SWITCH_OPTIONS), params["color"], params["release"], params["app"],
+            params["web_ports"], module.run_command, self.result, check_mode=self.check_mode, diff_mode=self.diff_mode)
 
     def run(self):
-        proxy = self.params["proxy"]
-        if proxy == "nginx":
-            self.switch_nginx()
-        elif proxy == "command":
-            self.result["changed"] = True
-            if not self.check_mode:
-                port = (self.params["web_ports"] or {}).get(self.color, "")
-                self.timed("command", self.command, self.params["command"], {
-                    "BLUEGREEN_APP": self.params["app"], "BLUEGREEN_COLOR": self.color,
-                    "BLUEGREEN_PORT": str(port), "BLUEGREEN_RELEASE": self.params["release"]})
-                self.result["switched"] = True
-        else:
-            self.result["switched"] = True
-        if self.settings is None or self.check_mode:
-            return
-        healthy, facts, message = self.timed("check", HealthChecker(self.settings).check)
-        if not healthy and proxy == "nginx" and not self.result["changed"]:
-            # The file already pointed here: maybe an earlier run stopped before its reload.
-            self.result["changed"] = True
-            self.validate_and_reload(self.params["content"])
-            healthy, facts, message = self.timed("check", HealthChecker(self.settings).check)
-        self.result["check"] = facts
-        if not healthy:
-            raise BlueGreenError("through the proxy, %s does not answer as %s %s: %s" % (
-                self.settings["url"], self.color, self.params["release"], message))
+        self.switch.run()
 
 
 ARGUMENT_SPEC = dict(
-    proxy=dict(type="str", default="nginx", choices=["nginx", "command", "none"]),
     app=dict(type="str", default=""),
     color=dict(type="str", required=True, choices=["blue", "green"]),
     release=dict(type="str", default=""),
     web_ports=dict(type="dict", default={}),
-    upstream_path=dict(type="path"),
-    content=dict(type="str"),
-    test_command=dict(type="list", elements="str", default=["nginx", "-t"]),
-    reload_command=dict(type="list", elements="str", default=["nginx", "-s", "reload"]),
-    command=dict(type="list", elements="str", default=[]),
-    check=dict(type="dict", options=dict(
-        url=dict(type="str", required=True),
-        headers=dict(type="dict", default={}, no_log=True),
-        successes=dict(type="int", default=3),
-        timeout=dict(type="float", default=2),
-        delay=dict(type="float", default=0.25),
-        deadline=dict(type="int", default=10),
-        status_codes=dict(type="list", elements="int", default=[200]),
-        color_field=dict(type="str", default="color"),
-        release_field=dict(type="str", default="release"),
-        validate_certs=dict(type="bool", default=True),
-    )),
+    **SWITCH_OPTIONS
 )
 
 

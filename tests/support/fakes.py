@@ -654,6 +654,7 @@ class ComposeWorld(CeleryWorld):
         self.buildable = {}  # reference -> image that a build makes
         self.calls = []  # (argv, environ, cwd)
         self.failing = {}  # subcommand -> (rc, stdout, stderr)
+        self.programs = {}  # argv[0] of a command other than docker compose (nginx) -> (rc, stdout, stderr)
         self.hashes = {}  # (service, release label) -> hash, where it must equal a captured label
         self.start_health = "healthy"  # health of a new container whose service has a healthcheck
         self.crash = {}  # service -> exit code: its containers exit right after `up`
@@ -687,6 +688,9 @@ class ComposeWorld(CeleryWorld):
 
     def run_command(self, argv, environ_update=None, cwd=None, **_kwargs):
         self.calls.append((list(argv), dict(environ_update or {}), cwd))
+        if argv and argv[0] in self.programs:
+            self.log.append(("program", tuple(argv)))
+            return self.programs[argv[0]]
         options, words = compose_parts(argv)
         if words == ["version"]:
             return 0, self.version_output, ""

@@ -62,7 +62,7 @@ DAEMON_HOST = "pi5-4"
 HOSTS = ROLLOUT + [DAEMON_HOST]
 SERVICES = ("web", "worker", "beat")
 
-HEALTH_TASK = "Start the new color's web and wait until it answers healthy"
+HEALTH_TASK = "Start the new web, then switch traffic to it once it answers healthy"
 SLOW_HEALTH = 10
 # The documented way to take over the lock of a run that is gone (roles/bluegreen/README.md).
 BREAK_LOCK = {"bluegreen_lock_break_stale": True, "bluegreen_lock_stale_after": 0}

@@ -34,7 +34,7 @@ def test_a_failing_rerun_after_ctrl_c_brings_back_the_old_workers_the_lost_run_s
     assert all(len(ids) == 1 for ids in old.values()), old
 
     code, output = run_on_pty(playbook_argv(role_vars(demo_stack, nginx, state_dir, "v2", **FAST)),
-                              [("Start the new color's web", b"\x03")])
+                              [("Start the new web", b"\x03")])
     assert code != 0, output[-3000:]
     assert "Quiesce the old color" in output and "failed at step" not in output, "no rescue may have run"
     # Told to stop before the new web started; their warm shutdown ends by itself.

@@ -398,6 +398,62 @@ def test_started_waits_for_the_web_on_its_own_port(color, monkeypatch):
     assert result["health"]["status"] == 200
 
 
+def nginx_switch(tmp_path, **extra):
+    return dict({"upstream_path": str(tmp_path / "demo-upstream.conf"), "content": "upstream demo { server 127.0.0.1:18081; }\n",
+                 "test_command": ["nginx-test"], "reload_command": ["nginx-reload"]}, **extra)
+
+
+def test_switch_moves_traffic_once_the_web_is_healthy_in_the_same_call(color, monkeypatch, tmp_path):
+    health = FakeHealth([(True, 200, None)])
+    monkeypatch.setattr(compose_project_color, "HealthChecker", health)
+    world = world_of()
+    world.programs = {"nginx-test": (0, "", ""), "nginx-reload": (0, "", "")}
+    result = ok(color(world, color="green", state="started", services=["web"], release="v2", health={},
+                      switch=nginx_switch(tmp_path)))
+    steps = [e[:2] if e[0] == "compose" else e[1] for e in changing(world) + [e for e in world.log if e[0] == "program"]]
+    assert steps[0] == ("compose", "up") and steps[1:] == [("nginx-test",), ("nginx-reload",)]
+    assert (tmp_path / "demo-upstream.conf").read_text() == nginx_switch(tmp_path)["content"]
+    assert result["switched"] is True and result["switch"]["failed"] is False and result["changed"] is True
+    second = ok(color(world, color="green", state="started", services=["web"], release="v2", health={},
+                      switch=nginx_switch(tmp_path)))
+    assert second["changed"] is False and second["switched"] is True, "nothing to do the second time"
+
+
+def test_a_web_that_never_gets_healthy_is_never_switched_to(color, monkeypatch, clock, tmp_path):
+    monkeypatch.setattr(compose_project_color, "HealthChecker", FakeHealth([(False, 502, "HTTP 502")], clock))
+    world = world_of()
+    world.programs = {"nginx-test": (0, "", ""), "nginx-reload": (0, "", "")}
+    result = color(world, color="green", state="started", services=["web"], health={"deadline": 30},
+                   switch=nginx_switch(tmp_path))
+    assert result["failed"] and "not healthy" in result["msg"]
+    assert not (tmp_path / "demo-upstream.conf").exists() and not any(e[0] == "program" for e in world.log)
+    assert result["switch"]["switched"] is False and result["switch"]["failed"] is False and not result.get("switched")
+
+
+def test_a_rejected_upstream_fails_in_the_switch_and_keeps_the_old_file(color, monkeypatch, tmp_path):
+    monkeypatch.setattr(compose_project_color, "HealthChecker", FakeHealth([(True, 200, None)]))
+    upstream = tmp_path / "demo-upstream.conf"
+    upstream.write_text("upstream demo { server 127.0.0.1:18080; }\n")
+    world = world_of()
+    world.programs = {"nginx-test": (1, "", "nginx: [emerg] unexpected end of file\n"), "nginx-reload": (0, "", "")}
+    result = color(world, color="green", state="started", services=["web"], health={}, switch=nginx_switch(tmp_path))
+    assert result["failed"] and result["msg"].startswith("nginx rejected the upstream for green")
+    assert result["switch"]["failed"] is True and result["switched"] is False
+    assert upstream.read_text() == "upstream demo { server 127.0.0.1:18080; }\n"
+    assert ("program", ("nginx-reload",)) not in world.log
+
+
+def test_switch_without_the_web_fails_before_anything_starts(color, tmp_path):
+    world = world_of()
+    result = color(world, color="green", state="started", services=["worker"], switch=nginx_switch(tmp_path))
+    assert result["failed"] and result["msg"] == (
+        "switch moves traffic to the web this call starts: services must include web")
+    assert changing(world) == []
+    result = color(world, color="green", state="started", services=["web"], switch=nginx_switch(tmp_path, content=""))
+    assert result["failed"] and result["msg"].startswith("content is required with proxy=nginx")
+    assert changing(world) == []
+
+
 def test_an_unhealthy_web_fails_with_the_checks_message(color, monkeypatch, clock):
     monkeypatch.setattr(compose_project_color, "HealthChecker", FakeHealth([(False, 502, "HTTP 502")], clock))
     result = color(world_of(), color="green", state="started", services=["web"], health={"deadline": 30})
@@ -463,7 +519,7 @@ def test_other_beat_stop_stops_it_journaled_first_then_starts_this_beat(color, t
     result = ok(color(world, color="green", state="started", celery={"app": "tasks"}, other_beat="stop",
                       journal=str(journal), stop_timeout=20))
     assert journaled == [[{"project": "demo-blue", "id": old_beat, "service": "beat", "action": "stopped",
-                           "queues": []}]], "written down before the stop, for a rescue"
+                           "queues": [], "at": 1800000000.0}]], "written down before the stop, for a rescue"
     assert result["other_beat_stopped"] == [old_beat] and world.state(old_beat) == "exited"
     assert "stop --time 20 %s" % old_beat in result["actions"]
     assert world.log.index(("docker", "stop", ("beat",))) < world.log.index(("compose", "up", ("beat",)))

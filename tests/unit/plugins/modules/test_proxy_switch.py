@@ -19,6 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from ansible.module_utils import basic
+from ansible_collections.lowspec.bluegreen.plugins.module_utils import _proxy
 from ansible_collections.lowspec.bluegreen.plugins.modules import proxy_switch
 
 from tests.support.fakes import FakeHealth
@@ -128,7 +129,7 @@ def test_an_upstream_that_already_points_there_is_not_rewritten_nor_reloaded(swi
 def test_check_mode_writes_nothing_and_returns_the_diff(switch, upstream, monkeypatch):
     upstream.write_text(BLUE)
     health = FakeHealth([(True, 200, None)])
-    monkeypatch.setattr(proxy_switch, "HealthChecker", health)
+    monkeypatch.setattr(_proxy, "HealthChecker", health)
     commands = Commands()
     result = ok(switch(commands, check_mode=True, diff=True, check={"url": "http://127.0.0.1/health/"}))
     assert commands.calls == [] and upstream.read_text() == BLUE and health.settings == []
@@ -157,7 +158,7 @@ def test_bad_input_fails_before_any_command_or_write(switch, upstream, params, t
 
 def test_the_check_expects_the_color_and_the_release(switch, upstream, monkeypatch):
     health = FakeHealth([(True, 200, None)])
-    monkeypatch.setattr(proxy_switch, "HealthChecker", health)
+    monkeypatch.setattr(_proxy, "HealthChecker", health)
     result = ok(switch(Commands(), check={"url": "http://127.0.0.1/health/", "headers": {"Host": "shop.example"}}))
     (settings,) = health.settings
     assert [(path, value) for path, _segments, value in settings["json_match"]] == [("color", "green"),
@@ -168,7 +169,7 @@ def test_the_check_expects_the_color_and_the_release(switch, upstream, monkeypat
 
 def test_a_switch_that_does_not_answer_as_the_color_fails_saying_so(switch, upstream, monkeypatch):
     upstream.write_text(BLUE)
-    monkeypatch.setattr(proxy_switch, "HealthChecker", FakeHealth([(False, 200, "json_match failed: color")]))
+    monkeypatch.setattr(_proxy, "HealthChecker", FakeHealth([(False, 200, "json_match failed: color")]))
     result = switch(Commands(), check={"url": "http://127.0.0.1/health/"})
     assert result["failed"] and result["msg"].startswith("through the proxy, http://127.0.0.1/health/ does not "
                                                          "answer as green v2:")
@@ -178,7 +179,7 @@ def test_a_switch_that_does_not_answer_as_the_color_fails_saying_so(switch, upst
 def test_a_file_written_by_a_run_that_stopped_before_its_reload_is_reloaded_once(switch, upstream, monkeypatch):
     upstream.write_text(GREEN)
     health = FakeHealth([(False, 200, "json_match failed: color"), (True, 200, None)])
-    monkeypatch.setattr(proxy_switch, "HealthChecker", health)
+    monkeypatch.setattr(_proxy, "HealthChecker", health)
     commands = Commands()
     result = ok(switch(commands, check={"url": "http://127.0.0.1/health/"}))
     assert commands.argvs() == [["nginx", "-t"], ["nginx", "-s", "reload"]] and len(health.settings) == 2
