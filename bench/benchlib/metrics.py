@@ -238,15 +238,24 @@ def phase_totals(rows):
 
 
 def first_change(data):
-    """When the strategy first touched the running app: the start of the role's first task of
-    phase `quiesce` (the callback's phase marker), or the scripts' `start` mark, printed just
-    before their first docker compose call. None when the deploy never got there."""
+    """When the strategy first touched the running app: for the role, the time celery_quiesce wrote
+    its first container down, just before changing it (its results' `containers[].at`), or, without
+    it, the start of the first task of phase `quiesce`; for the scripts, their `start` mark, printed
+    just before their first docker compose call. None when the deploy never got there."""
     if data["timeline"]:
-        for event in sorted(data["timeline"], key=lambda e: e["t"]):
-            if event["event"] == "start" and event.get("phase") == "quiesce":
-                return event["t"]
-        return None
+        written = [e["first_change_at"] for e in data["timeline"] if e.get("first_change_at")]
+        if written:
+            return min(written)
+        return quiesce_start(data)
     return data["marks"].get("start")
+
+
+def quiesce_start(data):
+    """The start of the role's first task of phase `quiesce` (the callback's phase marker)."""
+    for event in sorted(data["timeline"], key=lambda e: e["t"]):
+        if event["event"] == "start" and event.get("phase") == "quiesce":
+            return event["t"]
+    return None
 
 
 # ---------------------------------------------------------------------------
@@ -381,6 +390,8 @@ def summarize(data, cfg):
         "t_switch": rel(t_switch),
         "t_first_change": rel(t_first),
         "t_switch_from_first_change": (t_switch - t_first) if t_switch and t_first else None,
+        "t_switch_from_quiesce_start": (t_switch - quiesce_start(data))
+        if t_switch and data["timeline"] and quiesce_start(data) else None,
         "t_consume": rel(t_consume),
         "t_tool": t_end - t0,
         "deploy_window_s": t_window_end - t0,

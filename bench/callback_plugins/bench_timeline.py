@@ -58,8 +58,13 @@ class CallbackModule(CallbackBase):
 
     def _figures(self, result):
         found = result._result  # pylint: disable=protected-access
-        return dict((key, found[key]) for key in ("timings", "celery", "attempts", "waiting", "restored")
-                    if key in found)
+        figures = dict((key, found[key]) for key in ("timings", "celery", "attempts", "waiting", "restored", "switch")
+                       if key in found)
+        # celery_quiesce writes each container down (with its time) just before its first change.
+        changed_at = [c["at"] for c in found.get("containers") or [] if isinstance(c, dict) and c.get("at")]
+        if changed_at:
+            figures["first_change_at"] = min(changed_at)
+        return figures
 
     def v2_playbook_on_task_start(self, task, is_conditional):
         self._write("start", task)

@@ -105,7 +105,7 @@ def _sync_dir(directory):
 # ---------------------------------------------------------------------------
 
 class Journal:
-    """entries: [{project, id, service, action, queues[, pool]}]; waits: {name: [start, last call], epoch s}."""
+    """entries: [{project, id, service, action, queues, at[, pool]}]; waits: {name: [start, last call], epoch s}."""
 
     # A wait whose last call is older than this is over (a deploy that failed or was interrupted): a new
     # call of the same wait starts afresh.
@@ -153,9 +153,13 @@ class Journal:
     def of(self, project):
         return [entry for entry in self.entries if entry["project"] == project]
 
-    def add(self, project, new_entries):
-        """Write entries down now; a container written down again keeps its latest entry."""
-        added = [dict(entry, project=project) for entry in new_entries]
+    def add(self, project, new_entries, now=None):
+        """Write entries down now; a container written down again keeps its latest entry and its first `at`
+        (epoch s: when it was first written down, just before its first change)."""
+        now = round(time.time() if now is None else now, 3)
+        first = dict((entry["id"], entry["at"]) for entry in self.entries if entry.get("at"))
+        added = [dict(entry, project=project, at=first.get(entry["id"]) or entry.get("at") or now)
+                 for entry in new_entries]
         ids = {entry["id"] for entry in added}
         self.entries = [entry for entry in self.entries if entry["id"] not in ids] + added
         self.save()

@@ -442,6 +442,14 @@ containers:
       type: list
       elements: str
       sample: [celery]
+    at:
+      description:
+        - When the container was first written down, just before its first change (its consumers cancelled, its
+          stop, freeze or shrink), in seconds since the epoch; the earliest is when the deploy first touched the
+          running app.
+      type: float
+      returned: when written down (not in check mode)
+      sample: 1764650000.125
   sample:
     - {id: 0c4e..., service: beat, action: stopped, queues: []}
     - {id: 8296..., service: worker, action: stopped, queues: [celery]}

@@ -167,18 +167,19 @@ def test_entries_are_written_at_once_atomically_and_0644(tmp_path):
     path = tmp_path / "shop.journal.json"
     journal = _state.Journal(str(path))
     assert journal.entries == [] and journal.waits == {} and not path.exists()
-    journal.add("shop-blue", [stopped("a"), stopped("b", "beat", [])])
-    assert on_disk(path) == {"entries": [dict(stopped("a"), project="shop-blue"),
-                                         dict(stopped("b", "beat", []), project="shop-blue")], "waits": {}}
+    journal.add("shop-blue", [stopped("a"), stopped("b", "beat", [])], now=100.0)
+    assert on_disk(path) == {"entries": [dict(stopped("a"), project="shop-blue", at=100.0),
+                                         dict(stopped("b", "beat", []), project="shop-blue", at=100.0)], "waits": {}}
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o644 and os.listdir(tmp_path) == ["shop.journal.json"]
     assert _state.Journal(str(path)).of("shop-blue") == journal.of("shop-blue")
 
 
 def test_a_container_written_down_again_keeps_its_latest_entry(tmp_path):
     journal = _state.Journal(str(tmp_path / "j.json"))
-    journal.add("shop-blue", [stopped("a", queues=[])])
-    journal.add("shop-blue", [stopped("a", queues=["celery"])])
-    assert journal.of("shop-blue") == [dict(stopped("a"), project="shop-blue")]
+    journal.add("shop-blue", [stopped("a", queues=[])], now=100.0)
+    journal.add("shop-blue", [stopped("a", queues=["celery"])], now=105.0)
+    # ...and the time of its first change: when the deploy first touched it.
+    assert journal.of("shop-blue") == [dict(stopped("a"), project="shop-blue", at=100.0)]
 
 
 def test_forget_takes_out_one_project_and_the_file_goes_once_empty(tmp_path):

@@ -704,7 +704,7 @@ def test_shrink_journals_the_pool_size_to_grow_back_to(quiesce, tmp_path):
     assert not journal.exists()
     ok(quiesce(demo(pool=3), mode="shrink", journal=str(journal)))
     assert entries(journal) == [{"project": PROJECT, "id": WORKER, "service": "worker", "action": "shrunk",
-                                 "queues": [], "pool": {"before": 3, "after": 1}}]
+                                 "queues": [], "pool": {"before": 3, "after": 1}, "at": 1800000000.0}]
 
 
 # -- resume -------------------------------------------------------------------------------------
