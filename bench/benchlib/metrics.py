@@ -111,6 +111,15 @@ def own_time(timings):
     return sum(float(v) for k, v in timings.items() if k != "workers_ready" and isinstance(v, (int, float)))
 
 
+def all_timings(result):
+    """A module result's stage timings, those of the switch compose_project_color makes included."""
+    timings = dict(result.get("timings") or {}) if isinstance(result.get("timings"), dict) else {}
+    switch = result.get("switch")
+    if isinstance(switch, dict) and isinstance(switch.get("timings"), dict):
+        timings.update(("switch " + k, v) for k, v in switch["timings"].items())
+    return timings
+
+
 def short_command(command):
     """An exec's command for a table: the Celery agent's program (`-c SOURCE`) shortened."""
     command = " ".join(command.split())
@@ -130,8 +139,8 @@ def phase_at(tasks, t):
 def _timings_text(results):
     parts = []
     for r in results:
-        timings = r.get("timings")
-        if isinstance(timings, dict) and timings:
+        timings = all_timings(r)
+        if timings:
             parts.append(", ".join("%s %s" % (k, v) for k, v in timings.items()))
         c = r.get("celery")
         if isinstance(c, dict) and c.get("transport"):
@@ -206,7 +215,7 @@ def phase_timeline(timeline, t0, t_end, procs=()):
             name = short_action(t["action"])
             if name not in actions:
                 actions.append(name)
-        totals = [own_time(r["timings"]) for r in runs if isinstance(r.get("timings"), dict) and r["timings"]]
+        totals = [own_time(all_timings(r)) for r in runs if all_timings(r)]
         on_host = [on_host_s.get(index[id(t)]) for t in group["tasks"] if module_runs(t)]
         group_cli = [cli.get(index[id(t)], 0) for t in group["tasks"] if module_runs(t)]
         rows.append({
