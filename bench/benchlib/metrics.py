@@ -215,7 +215,7 @@ def phase_timeline(timeline, t0, t_end, procs=()):
             name = short_action(t["action"])
             if name not in actions:
                 actions.append(name)
-        totals = [own_time(all_timings(r)) for r in runs if all_timings(r)]
+        totals = [own_time(timings) for timings in map(all_timings, runs) if timings]
         on_host = [on_host_s.get(index[id(t)]) for t in group["tasks"] if module_runs(t)]
         group_cli = [cli.get(index[id(t)], 0) for t in group["tasks"] if module_runs(t)]
         rows.append({
@@ -331,6 +331,7 @@ def summarize(data, cfg):
         costs = [container_cpu_at(samples, by_host[h]["id"], at) for h, at in ready_at.items()]
         boot["workers_to_ready_cpu_s"] = sum(c for c in costs if c is not None)
     t_first = first_change(data)
+    t_quiesce = quiesce_start(data) if data["timeline"] else None
     phases = {
         "deploy start": t0,
         "first change": t_first,
@@ -399,8 +400,7 @@ def summarize(data, cfg):
         "t_switch": rel(t_switch),
         "t_first_change": rel(t_first),
         "t_switch_from_first_change": (t_switch - t_first) if t_switch and t_first else None,
-        "t_switch_from_quiesce_start": (t_switch - quiesce_start(data))
-        if t_switch and data["timeline"] and quiesce_start(data) else None,
+        "t_switch_from_quiesce_start": (t_switch - t_quiesce) if t_switch and t_quiesce else None,
         "t_consume": rel(t_consume),
         "t_tool": t_end - t0,
         "deploy_window_s": t_window_end - t0,

@@ -632,6 +632,35 @@ class HealthChecker:
         return result.healthy, facts, (None if result.healthy else failure_message(settings, result))
 
 
+def color_check_options(deadline):
+    """The argument spec shared by the checks whose answer names a color and a release (compose_project_color's
+    `health`, the switch's `check`); `deadline` is each one's default bound."""
+    return dict(
+        headers=dict(type="dict", default={}, no_log=True),
+        successes=dict(type="int", default=3),
+        timeout=dict(type="float", default=2),
+        delay=dict(type="float", default=0.25),
+        deadline=dict(type="int", default=deadline),
+        status_codes=dict(type="list", elements="int", default=[200]),
+        color_field=dict(type="str", default="color"),
+        release_field=dict(type="str", default="release"),
+        validate_certs=dict(type="bool", default=True),
+    )
+
+
+def color_check_settings(url, check, color, release=None):
+    """health_settings() of a check (the options of color_check_options()) whose JSON answer must name `color`
+    in its color_field and `release` in its release_field; an empty field, or release None, is not checked."""
+    match = {}
+    if check["color_field"]:
+        match[check["color_field"]] = color
+    if check["release_field"] and release is not None:
+        match[check["release_field"]] = release
+    return health_settings(url, json_match=match or None, successes=check["successes"], timeout=check["timeout"],
+                           delay=check["delay"], deadline=check["deadline"], headers=check["headers"],
+                           validate_certs=check["validate_certs"], status_codes=check["status_codes"])
+
+
 def health_settings(url, json_match=None, successes=3, timeout=2.0, delay=0.25, deadline=120.0, headers=None,
                     validate_certs=True, status_codes=None, ca_path=None):
     """validate_params() for the checks the deploy modules run (GET, no redirects followed)."""

@@ -29,24 +29,14 @@ from ansible_collections.lowspec.bluegreen.plugins.module_utils._compose import 
 )
 from ansible_collections.lowspec.bluegreen.plugins.module_utils._http import (
     HealthChecker,
-    health_settings,
+    color_check_options,
+    color_check_settings,
 )
 
 FILE_MODE = 0o644
 
 # The options of a switch, as proxy_switch takes them and as compose_project_color's `switch` suboptions.
-CHECK_OPTIONS = dict(
-    url=dict(type="str", required=True),
-    headers=dict(type="dict", default={}, no_log=True),
-    successes=dict(type="int", default=3),
-    timeout=dict(type="float", default=2),
-    delay=dict(type="float", default=0.25),
-    deadline=dict(type="int", default=10),
-    status_codes=dict(type="list", elements="int", default=[200]),
-    color_field=dict(type="str", default="color"),
-    release_field=dict(type="str", default="release"),
-    validate_certs=dict(type="bool", default=True),
-)
+CHECK_OPTIONS = dict(url=dict(type="str", required=True), **color_check_options(deadline=10))
 SWITCH_OPTIONS = dict(
     proxy=dict(type="str", default="nginx", choices=["nginx", "command", "none"]),
     upstream_path=dict(type="path"),
@@ -93,15 +83,8 @@ class ProxySwitch:
         check = self.options["check"]
         if not check:
             return None
-        match = {}
-        if check["color_field"]:
-            match[check["color_field"]] = self.color
-        if check["release_field"] and self.release:
-            match[check["release_field"]] = self.release
-        return health_settings(check["url"], json_match=match or None, successes=check["successes"],
-                               timeout=check["timeout"], delay=check["delay"], deadline=check["deadline"],
-                               headers=check["headers"], validate_certs=check["validate_certs"],
-                               status_codes=check["status_codes"])
+        # No release given: the answer's release is not checked.
+        return color_check_settings(check["url"], check, self.color, self.release or None)
 
     # -- running commands ------------------------------------------------------------
 

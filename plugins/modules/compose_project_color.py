@@ -928,7 +928,8 @@ from ansible_collections.lowspec.bluegreen.plugins.module_utils._docker import (
 )
 from ansible_collections.lowspec.bluegreen.plugins.module_utils._http import (
     HealthChecker,
-    health_settings,
+    color_check_options,
+    color_check_settings,
 )
 from ansible_collections.lowspec.bluegreen.plugins.module_utils._module import (
     Manager,
@@ -1712,15 +1713,7 @@ class ColorManager(Manager):
         if self.color not in self.web_ports:
             raise BlueGreenError("health needs web_ports with the port of %s" % self.color)
         url = "%s://%s:%d%s" % (health["scheme"], health["host"], self.web_ports[self.color], health["path"])
-        match = {}
-        if health["color_field"]:
-            match[health["color_field"]] = self.color
-        if health["release_field"] and self.params["release"] is not None:
-            match[health["release_field"]] = self.params["release"]
-        return health_settings(url, json_match=match or None, successes=health["successes"],
-                               timeout=health["timeout"], delay=health["delay"], deadline=health["deadline"],
-                               headers=health["headers"], validate_certs=health["validate_certs"],
-                               status_codes=health["status_codes"])
+        return color_check_settings(url, health, self.color, self.params["release"])
 
     def _await_workers(self, names):
         """Each worker answers Celery's ping: ready to consume, not merely started."""
@@ -1911,15 +1904,7 @@ ARGUMENT_SPEC = dict(
         scheme=dict(type="str", default="http", choices=["http", "https"]),
         host=dict(type="str", default="127.0.0.1"),
         path=dict(type="str", default="/health/"),
-        successes=dict(type="int", default=3),
-        timeout=dict(type="float", default=2),
-        delay=dict(type="float", default=0.25),
-        deadline=dict(type="int", default=120),
-        status_codes=dict(type="list", elements="int", default=[200]),
-        color_field=dict(type="str", default="color"),
-        release_field=dict(type="str", default="release"),
-        headers=dict(type="dict", default={}, no_log=True),
-        validate_certs=dict(type="bool", default=True),
+        **color_check_options(deadline=120)
     )),
     celery=dict(type="dict", options=dict(
         app=dict(type="str", required=True),
