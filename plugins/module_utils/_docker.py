@@ -234,7 +234,26 @@ class Engine:
             return
         self.keep_stopped(containers)
         self.actions.append("pause %s" % " ".join(c["id"] for c in containers))
-        self._each("pause", [c["id"] for c in containers], self.api.pause)
+        self._each("pause", [c["id"] for c in containers], self._pause_one)
+
+    # The kernel's freezer can miss its own deadline on a saturated host (runc then thaws and
+    # reports "unable to freeze"): a few more tries before the quiesce calls it a failure.
+    PAUSE_TRIES = 5
+
+    def _pause_one(self, ident):
+        for attempt in range(self.PAUSE_TRIES):
+            try:
+                self.api.pause(ident)
+                return
+            except NotFound:
+                raise
+            except DockerException:
+                state = self.api.inspect_container(ident)["State"]
+                if state.get("Paused"):
+                    return
+                if attempt + 1 == self.PAUSE_TRIES or not state.get("Running"):
+                    raise
+                time.sleep(0.2 * (attempt + 1))
 
     def start(self, ids):
         if ids:

@@ -131,7 +131,7 @@ def test_stop_mode_drains_a_running_task_stops_beat_first_and_resumes_the_same_c
     uid, = stack.enqueue("blue", n=1, seconds=4)
     started(stack, uid)
     result = quiesce(stack, drain_timeout=30, stop_timeout=30)
-    assert result["rc"] == 0, (result.get("msg"), result)
+    assert result["rc"] == 0, "%s\n%s" % (result.get("msg"), result)
     assert result["changed"] and result["drained"] is True and result["still_active"] == []
     # The task finished, successfully, before its worker stopped.
     assert stack.records.hget("demo:runs", uid) == "1"
@@ -177,7 +177,7 @@ def test_a_task_longer_than_the_drain_is_reported_and_not_lost(blue):
     uid, = stack.enqueue("blue", n=1, seconds=15)
     started(stack, uid)
     result = quiesce(stack, drain_timeout=1, stop_timeout=40)
-    assert result["rc"] == 0, (result.get("msg"), result)
+    assert result["rc"] == 0, "%s\n%s" % (result.get("msg"), result)
     assert result["drained"] is False
     (task,) = [t for t in result["still_active"] if t["state"] == "active"]
     assert task["name"] == "tasks.work" and task["container"] == worker
@@ -190,7 +190,7 @@ def test_a_task_longer_than_the_drain_is_reported_and_not_lost(blue):
     uid, = stack.enqueue("blue", n=1, seconds=20)
     started(stack, uid)
     result = quiesce(stack, drain_timeout=1, stop_timeout=1)
-    assert result["rc"] == 0, (result.get("msg"), result)
+    assert result["rc"] == 0, "%s\n%s" % (result.get("msg"), result)
     (task,) = [t for t in result["still_active"] if t["state"] == "active"]
     assert not stack.records.hexists("demo:runs", uid)
     assert [t["id"] for t in result["restored"]] == [task["id"]] and task["id"] not in unacked_task_ids(stack)
@@ -206,7 +206,7 @@ def test_pause_mode_frees_the_cpu_and_resumes_in_under_a_second(blue):
     uid, = stack.enqueue("blue", n=1, seconds=15)  # burns a core
     started(stack, uid)
     result = quiesce(stack, mode="pause", drain_timeout=1, max_pause=120)
-    assert result["rc"] == 0, (result.get("msg"), result)
+    assert result["rc"] == 0, "%s\n%s" % (result.get("msg"), result)
     assert result["containers"] == [
         {"id": beat, "service": "beat", "action": "stopped", "queues": []},
         {"id": worker, "service": "worker", "action": "paused", "queues": ["celery"]},
@@ -284,7 +284,7 @@ def test_shrink_mode_keeps_tasks_and_beat_flowing_and_resume_grows_the_pool_back
     backlog = stack.enqueue("blue", n=12, seconds=0.5)
     started(stack, backlog[0])
     result = quiesce(stack, mode="shrink", keep_processes=1, drain_timeout=60)
-    assert result["rc"] == 0, (result.get("msg"), result)
+    assert result["rc"] == 0, "%s\n%s" % (result.get("msg"), result)
     print("\nshrink timings:", result["timings"], "actions:", len(result["actions"]))
     assert result["changed"] and result["drained"] is False
     assert result["containers"] == [
@@ -324,7 +324,7 @@ def test_stopped_workers_and_beat_with_restart_always_will_not_come_back_on_a_re
     beat, = project_containers(stack.project("blue"), "beat")
     docker("update", "--restart", "always", worker, beat)
     result = quiesce(stack, drain_timeout=30, stop_timeout=30)
-    assert result["rc"] == 0, (result.get("msg"), result)
+    assert result["rc"] == 0, "%s\n%s" % (result.get("msg"), result)
     # `always` would start them again when the daemon starts, beside the new color's beat.
     assert restart_policy(worker) == restart_policy(beat) == "unless-stopped"
     assert "update --restart unless-stopped %s" % beat in result["actions"]

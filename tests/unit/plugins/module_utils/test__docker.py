@@ -313,6 +313,39 @@ def test_failed_operations_are_named_with_each_container(api):
     assert eng.actions == ["unpause %s %s %s" % (web, worker, "0" * 64)]
 
 
+def test_a_freeze_that_misses_its_deadline_is_tried_again_and_a_stopped_container_is_not(api, monkeypatch):
+    """runc thaws and says "unable to freeze" when the freezer is slow on a saturated host."""
+    monkeypatch.setattr(_docker.time, "sleep", lambda _s: None)
+    eng = engine()
+    worker, web = ids(api)["worker"], ids(api)["web"]
+    misses = {"left": 2}
+    real_pause = api.pause
+
+    def slow_freezer(ident):
+        if misses["left"]:
+            misses["left"] -= 1
+            api.calls.append(("pause", ident, {}))
+            raise APIError("Server Error", explanation=b"Cannot pause container: OCI runtime pause failed: "
+                           b"unable to freeze: unknown")
+        real_pause(ident)
+
+    monkeypatch.setattr(api, "pause", slow_freezer)
+    eng.pause(eng.inspect([worker]))
+    assert [c for c in api.calls if c[0] == "pause"] == [("pause", worker, {})] * 3
+    assert api.items[worker]["State"]["Paused"] is True
+
+    misses["left"] = 9
+    with pytest.raises(_docker.DockerError) as err:
+        eng.pause(eng.inspect([web]))
+    assert "unable to freeze" in str(err.value) and misses["left"] == 9 - _docker.Engine.PAUSE_TRIES
+
+    api.items[web]["State"].update(Status="exited", Running=False)
+    misses["left"] = 1
+    with pytest.raises(_docker.DockerError):
+        eng.pause(eng.inspect([web]))
+    assert misses["left"] == 0, "a container that is not running is not tried again"
+
+
 def test_a_stop_in_the_background_is_its_own_docker_stop_process(api, monkeypatch):
     spawned = []
     monkeypatch.setattr(_docker.subprocess, "Popen", lambda argv, **kwargs: spawned.append((argv, kwargs)))
