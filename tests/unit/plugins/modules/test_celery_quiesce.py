@@ -19,7 +19,7 @@ import stat
 
 import pytest
 
-from ansible_collections.lowspec.bluegreen.plugins.module_utils import _state
+from ansible_collections.lowspec.bluegreen.plugins.module_utils import _quiesce, _state
 from ansible_collections.lowspec.bluegreen.plugins.module_utils._celery import CeleryError
 from ansible_collections.lowspec.bluegreen.plugins.module_utils._wait import Wait
 from ansible_collections.lowspec.bluegreen.plugins.modules import celery_quiesce
@@ -51,8 +51,8 @@ def demo(worker="running", beat="running", web="running", pool=2, queues=("celer
 @pytest.fixture
 def clock(monkeypatch):
     clock = Clock()
-    monkeypatch.setattr(celery_quiesce, "time", clock)
-    monkeypatch.setattr(celery_quiesce, "Wait", functools.partial(Wait, clock=clock.time))
+    monkeypatch.setattr(_quiesce, "time", clock)
+    monkeypatch.setattr(_quiesce, "Wait", functools.partial(Wait, clock=clock.time))
     monkeypatch.setattr(_state, "time", clock)
     return clock
 
@@ -477,7 +477,7 @@ def test_a_second_quiesce_changes_nothing(quiesce, tmp_path):
 
 # -- bad input fails before anything changes ---------------------------------------------------
 
-@pytest.mark.parametrize("option", celery_quiesce.TIMEOUT_OPTIONS)
+@pytest.mark.parametrize("option", _quiesce.TIMEOUT_OPTIONS)
 def test_negative_timeouts_fail_naming_the_option(quiesce, option):
     world = demo()
     result = quiesce(world, **{option: -1})
@@ -818,7 +818,7 @@ def test_resume_with_processes_grows_warm_up_workers_and_never_shrinks(quiesce):
 def test_pools_keep_their_size_when_the_host_does_not_settle(quiesce, monkeypatch):
     gauge = FakeGauge([{"settled": False, "exceeded": ["memory available 90 MB < 128 MB"],
                         "impossible": ["mem_available_min_mb=128 MB is more than all the memory of this host"]}])
-    monkeypatch.setattr(celery_quiesce, "Gauge", gauge)
+    monkeypatch.setattr(_quiesce, "Gauge", gauge)
     world = demo(pool=1)
     result = ok(quiesce(world, state="resumed", containers=[WORKER], beat_services=[], processes=3,
                         pressure={"mem_available_min_mb": 128}))
@@ -828,7 +828,7 @@ def test_pools_keep_their_size_when_the_host_does_not_settle(quiesce, monkeypatc
 
 
 def test_pools_grow_once_the_host_has_settled(quiesce, monkeypatch):
-    monkeypatch.setattr(celery_quiesce, "Gauge", FakeGauge([{"settled": True}]))
+    monkeypatch.setattr(_quiesce, "Gauge", FakeGauge([{"settled": True}]))
     world = demo(pool=1)
     result = ok(quiesce(world, state="resumed", containers=[WORKER], beat_services=[], processes=3, pressure={}))
     assert world.workers[WORKER].pool == 3 and result["pressure"] == {"cpu_some_avg10": 1.0}
