@@ -419,6 +419,45 @@ options:
         description: Seconds C(--wait) may take.
         type: int
         default: 180
+  quiesce:
+    description:
+      - "With O(state=started), the other color's Celery beat and workers are quiesced first, in the same call, as
+        M(lowspec.bluegreen.celery_quiesce) does with O(lowspec.bluegreen.celery_quiesce#module:state=quiesced) and
+        O(lowspec.bluegreen.celery_quiesce#module:wait_exited=false): beat told to stop, workers drained, then
+        stopped, frozen or shrunk. Its Celery settings, O(journal), O(stop_timeout) and O(wait_slice) are this
+        call's (O(celery)). Each module execution costs a small host a Python start, so the quiesce that frees the
+        CPU and the start of the new web it frees it for are one."
+      - A drain longer than O(wait_slice) returns RV(waiting) like every other wait of this call; the next call
+        goes on with it (the journal). Bad quiesce input fails before anything changes; a failed quiesce fails the
+        call with RV(quiesce.failed) set, what it stopped in RV(quiesce.containers) and in O(journal).
+      - Needs O(celery).
+    type: dict
+    suboptions:
+      color:
+        description: The color to quiesce; by default the other color than O(color).
+        type: str
+        choices: [blue, green]
+      mode:
+        description: How the old workers leave the CPU (M(lowspec.bluegreen.celery_quiesce)'s O(lowspec.bluegreen.celery_quiesce#module:mode)).
+        type: str
+        choices: [stop, pause, shrink]
+        default: stop
+      keep_processes:
+        description: With O(quiesce.mode=shrink), the pool processes each old worker keeps.
+        type: int
+        default: 1
+      drain_timeout:
+        description: Seconds the old workers get to finish their running tasks.
+        type: int
+        default: 300
+      visibility_timeout:
+        description: The broker's visibility timeout, in seconds; a freeze must end well before it.
+        type: int
+        default: 3600
+      max_pause:
+        description: With O(quiesce.mode=pause), the longest the old workers may stay frozen, in seconds.
+        type: int
+        default: 600
   switch:
     description:
       - "With O(state=started), traffic moves to this color in the same call, once its O(web_service) is healthy
@@ -757,6 +796,30 @@ switched:
   returned: when O(switch) is set and the web was seen healthy
   type: bool
   sample: true
+quiesce:
+  description: What O(quiesce) did, as M(lowspec.bluegreen.celery_quiesce) returns it (its C(actions) are in RV(actions)).
+  returned: when O(quiesce) is set
+  type: dict
+  contains:
+    failed:
+      description: Whether the call failed in the quiesce.
+      type: bool
+      sample: false
+    containers:
+      description: The old containers stopped, frozen or shrunk, beat first, as the journal lists them (each with C(at),
+        when it was written down, just before its change).
+      type: list
+      elements: dict
+    drained:
+      description: Whether the old workers finished their running tasks within O(quiesce.drain_timeout).
+      type: bool
+    timings:
+      description: Seconds spent in each step of the quiesce.
+      type: dict
+    celery:
+      description: The Celery agent the quiesce used (its boot, CPU and calls), when it started one.
+      type: dict
+  sample: {failed: false, containers: [{id: 0c4e..., service: beat, action: stopped, at: 1764672000.5}], drained: true}
 switch:
   description: What O(switch) did, as M(lowspec.bluegreen.proxy_switch) returns it.
   returned: when O(switch) is set
@@ -943,6 +1006,9 @@ from ansible_collections.lowspec.bluegreen.plugins.module_utils._proxy import (
     SWITCH_OPTIONS,
     ProxySwitch,
 )
+from ansible_collections.lowspec.bluegreen.plugins.module_utils._quiesce import (
+    quiesce_within,
+)
 from ansible_collections.lowspec.bluegreen.plugins.module_utils._state import (
     DEFAULT_STATE_DIR,
     Journal,
@@ -1002,6 +1068,7 @@ class ColorManager(Manager):
         self.active = self.idle = None
         self.web = {}
         self.control = None
+        self.quiesce_manager = None
         self.override = None
         self.baseline = {}
         self.timings = self.result.setdefault("timings", {})
@@ -1208,6 +1275,12 @@ class ColorManager(Manager):
         return dict(self.result)
 
     def close(self):
+        quiesce = getattr(self, "quiesce_manager", None)
+        if quiesce is not None:
+            quiesce.close()
+            # Its docker and celery actions are this call's RV(actions) already.
+            self.result["quiesce"] = dict((k, v) for k, v in quiesce.partial().items() if k != "actions")
+            self.quiesce_manager = None
         if getattr(self, "control", None) is not None:
             stats = self.control.close()
             self.result["celery"] = dict(transport=self.control.transport, container=self.control.container["name"],
@@ -1472,8 +1545,11 @@ class ColorManager(Manager):
             self.health_settings()  # bad health input fails here, before anything starts
         switch = self._switch(first)  # so does a bad switch
         images = self._present_images(targets, specs)
+        quiesce = self._quiesce()  # and a bad quiesce
         hints = {}
         stale = self._out_of_date(first, before, specs, images)
+        if quiesce is not None and not self._run_quiesce(quiesce):
+            return targets, hints
         if self.params["await_other"] and not self.check_mode and (set(targets) & set(self.worker_services + beats)) \
                 and not self._await_other():
             return targets, hints
@@ -1510,6 +1586,45 @@ class ColorManager(Manager):
         return ProxySwitch(options, self.color, self.params["release"], self.app, self.web_ports,
                            self.module.run_command, self.result["switch"], check_mode=self.check_mode,
                            diff_mode=self.diff_mode)
+
+    def _quiesce(self):
+        """The other color's quiesce this call makes before it starts anything, checked now; or None."""
+        options = self.params["quiesce"]
+        if not options:
+            return None
+        if not self.celery:
+            raise BlueGreenError("quiesce needs celery: the Celery app and services of the color it quiesces")
+        color = options["color"] or other_color(self.color)
+        if color == self.color:
+            raise BlueGreenError("quiesce.color %s is the color this call starts: quiesce the other one" % color)
+        celery = self.celery
+        params = dict(
+            docker_host=self.params["docker_host"], app=self.app, color=color, state_dir=self.params["state_dir"],
+            journal=self.params["journal"], state="quiesced", mode=options["mode"],
+            keep_processes=options["keep_processes"], worker_services=self.worker_services,
+            beat_services=self.beat_services, control_service=celery["control_service"], celery_app=celery["app"],
+            celery_command=celery["command"], drain_timeout=options["drain_timeout"],
+            stop_timeout=self.params["stop_timeout"], ready_timeout=celery["ready_timeout"],
+            visibility_timeout=options["visibility_timeout"], max_pause=options["max_pause"],
+            wait_slice=self.params["wait_slice"], broker_check=celery["broker_check"], wait_exited=False)
+        self.quiesce_manager = quiesce_within(self.module, params, self.engine, self.journal)
+        self.result["quiesce"] = {"failed": False}
+        return self.quiesce_manager
+
+    def _run_quiesce(self, quiesce):
+        """The old color off the CPU first; False while its drain goes on (the next call continues it)."""
+        try:
+            quiesce.run()
+        except Exception:
+            quiesce.result["failed"] = True
+            raise
+        quiesce.result["failed"] = False
+        if quiesce.result["changed"]:
+            self.result["changed"] = True
+        if quiesce.result["waiting"]:
+            self._waiting(quiesce.result["progress"])
+            return False
+        return True
 
     def _run_switch(self, switch):
         """Traffic to this color, in this execution: no module start between the web healthy and the switch."""
@@ -1914,6 +2029,14 @@ ARGUMENT_SPEC = dict(
         beat_services=dict(type="list", elements="str", default=["beat"]),
         ready_timeout=dict(type="int", default=180),
         broker_check=dict(type="bool", default=True),
+    )),
+    quiesce=dict(type="dict", options=dict(
+        color=dict(type="str", choices=["blue", "green"]),
+        mode=dict(type="str", choices=["stop", "pause", "shrink"], default="stop"),
+        keep_processes=dict(type="int", default=1),
+        drain_timeout=dict(type="int", default=300),
+        visibility_timeout=dict(type="int", default=3600),
+        max_pause=dict(type="int", default=600),
     )),
     switch=dict(type="dict", options=SWITCH_OPTIONS),
     shared=dict(type="dict", options=dict(

@@ -19,7 +19,7 @@ import os
 import pytest
 
 from ansible.module_utils import basic
-from ansible_collections.lowspec.bluegreen.plugins.module_utils import _state
+from ansible_collections.lowspec.bluegreen.plugins.module_utils import _quiesce, _state
 from ansible_collections.lowspec.bluegreen.plugins.module_utils._docker import (
     LABEL_CONFIG_HASH,
     LABEL_PROJECT,
@@ -37,6 +37,7 @@ from tests.support.fakes import (
     FakeHealth,
     compose_parts,
     fixture_text,
+    task,
 )
 
 IMAGE = json.loads(fixture_text("docker-image-inspect-demo-v1.json"))[0]
@@ -81,6 +82,8 @@ def clock(monkeypatch):
     clock = Clock()
     monkeypatch.setattr(compose_project_color, "time", clock)
     monkeypatch.setattr(compose_project_color, "Wait", functools.partial(Wait, clock=clock.time))
+    monkeypatch.setattr(_quiesce, "time", clock)
+    monkeypatch.setattr(_quiesce, "Wait", functools.partial(Wait, clock=clock.time))
     monkeypatch.setattr(_state, "time", clock)
     return clock
 
@@ -97,9 +100,10 @@ def color(run_main, monkeypatch, clock, project_src, tmp_path):
         world.engine = FakeEngine(world)
         monkeypatch.setattr(compose_project_color, "Engine", lambda module, docker_host="": world.engine)
         monkeypatch.setattr(basic.AnsibleModule, "run_command", lambda self, argv, **kw: world.run_command(argv, **kw))
-        monkeypatch.setattr(compose_project_color, "open_control",
-                            lambda engine, docker_bin, containers, command, app, environ=None, note=None:
-                            world.open_control(containers))
+        for where in (compose_project_color, _quiesce):
+            monkeypatch.setattr(where, "open_control",
+                                lambda engine, docker_bin, containers, command, app, environ=None, note=None:
+                                world.open_control(containers))
         args = dict(base, **params)
         args = dict((k, v) for k, v in args.items() if v is not None)
         return run_main(compose_project_color.main, args, check_mode=check_mode, diff=diff)
@@ -473,6 +477,73 @@ def test_a_health_wait_longer_than_a_slice_returns_waiting(color, monkeypatch, c
     second = ok(color(world, color="green", state="started", services=["web"], health={"deadline": 30},
                       wait_slice=10, journal=str(journal)))
     assert second["progress"].endswith("20 s of 30 s waited, 10 s left")
+
+
+# -- quiesce: the old color off the CPU, in the new web's call ---------------------------------------
+
+def blue_with_workers(world):
+    for cid in ids(world, "demo-blue", "worker"):
+        world.worker(cid)
+    return world
+
+
+def test_quiesce_stops_the_old_beat_and_drains_the_old_workers_before_the_new_web_starts(color, tmp_path):
+    journal = tmp_path / "demo.journal.json"
+    world = blue_with_workers(world_of("demo-blue"))
+    beat, = ids(world, "demo-blue", "beat")
+    worker, = ids(world, "demo-blue", "worker")
+    world.workers[worker].tasks = [task("t-1", active_polls=2)]
+    result = ok(color(world, color="green", state="started", services=["web"], celery={"app": "tasks"},
+                      journal=str(journal), quiesce={}))
+    changes = changing(world)
+    assert changes.index(("docker", "stop_in_background", ("beat",))) < changes.index(("compose", "up", ("web",)))
+    assert changes.index(("docker", "stop_in_background", ("worker",))) < changes.index(("compose", "up", ("web",)))
+    quiesce = result["quiesce"]
+    assert quiesce["failed"] is False and quiesce["drained"] is True and quiesce["project"] == "demo-blue"
+    assert [(c["id"], c["action"]) for c in quiesce["containers"]] == [(beat, "stopped"), (worker, "stopped")]
+    assert all(c["at"] for c in quiesce["containers"]), "when each was written down, before its change"
+    assert [e["id"] for e in json.loads(journal.read_text())["entries"]] == [beat, worker]
+    assert quiesce["celery"]["transport"] == "agent" and "actions" not in quiesce
+    assert any("stop" in a and worker in a for a in result["actions"]), "its actions are the call's"
+    assert result["changed"] and world.state(ids(world, "demo-green", "web")[0]) == "running"
+
+    world.finish_stops()
+    again = ok(color(world, color="green", state="started", services=["web"], celery={"app": "tasks"},
+                     journal=str(journal), quiesce={}))
+    assert not again["changed"] and [c["id"] for c in again["quiesce"]["containers"]] == [beat, worker]
+    assert "celery" not in again["quiesce"], "nothing left to drain: no Celery agent booted"
+
+
+def test_a_drain_longer_than_a_slice_returns_waiting_and_starts_nothing(color, clock, tmp_path):
+    journal = tmp_path / "demo.journal.json"
+    world = blue_with_workers(world_of("demo-blue"))
+    worker, = ids(world, "demo-blue", "worker")
+    world.workers[worker].tasks = [task("t-1", active_polls=10 ** 6)]
+    result = ok(color(world, color="green", state="started", services=["web"], celery={"app": "tasks"},
+                      journal=str(journal), quiesce={"drain_timeout": 60}, wait_slice=2))
+    assert result["waiting"] and "demo-blue" in result["progress"]
+    assert ("compose", "up", ("web",)) not in world.log and world.state(worker) == "running"
+
+
+def test_a_failed_quiesce_is_named_and_nothing_of_the_new_color_starts(color, tmp_path):
+    world = blue_with_workers(world_of("demo-blue"))
+    world.app_error = "No module named 'nosuchapp'"
+    result = color(world, color="green", state="started", services=["web"], celery={"app": "nosuchapp"},
+                   journal=str(tmp_path / "demo.journal.json"), quiesce={})
+    assert result["failed"] and "nosuchapp" in result["msg"] and result["quiesce"]["failed"] is True
+    assert world.engine.containers("demo-green") == []
+
+
+@pytest.mark.parametrize("quiesce, params, fragment", [
+    ({}, {}, "quiesce needs celery"),
+    ({"color": "green"}, {"celery": {"app": "tasks"}}, "quiesce.color green is the color this call starts"),
+    ({"mode": "pause", "drain_timeout": 300, "max_pause": 3300}, {"celery": {"app": "tasks"}}, "visibility_timeout"),
+])
+def test_bad_quiesce_input_fails_before_anything_changes(color, quiesce, params, fragment):
+    world = blue_with_workers(world_of("demo-blue"))
+    result = color(world, color="green", state="started", services=["web"], quiesce=quiesce, **params)
+    assert result["failed"] and fragment in result["msg"], result["msg"]
+    assert changing(world) == []
 
 
 def test_started_waits_for_the_workers_to_answer_celerys_ping(color):
