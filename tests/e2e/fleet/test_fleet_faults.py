@@ -62,7 +62,7 @@ DAEMON_HOST = "pi5-4"
 HOSTS = ROLLOUT + [DAEMON_HOST]
 SERVICES = ("web", "worker", "beat")
 
-HEALTH_TASK = "Start the new web, then switch traffic to it once it answers healthy"
+HEALTH_TASK = "start the new web, then switch traffic to it once it answers healthy"
 SLOW_HEALTH = 10
 # The documented way to take over the lock of a run that is gone (roles/bluegreen/README.md).
 BREAK_LOCK = {"bluegreen_lock_break_stale": True, "bluegreen_lock_stale_after": 0}
@@ -237,29 +237,38 @@ def fleet(tmp_path_factory):
         fleet_sh("down")
 
 
+def once_the_new_web_runs(fleet, host, action):
+    """A started thread that runs action() once host's new (green) web runs. The task's line is
+    printed before its module reaches the host, and that module quiesces the old color first:
+    acting once the new web runs lands the fault mid-module, in its (slow) health check."""
+    def watch():
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if fleet.docker(host, "ps", "-q", "--filter", "name=%s-green-web-1" % APP, "--filter", "status=running").strip():
+                action()
+                return
+            time.sleep(0.2)
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread
+
+
 def test_fault_10_host_unreachable_mid_rollout(fleet, fault_7_in_background):  # pylint: disable=unused-argument
     before = {host: fleet.view(host) for host in ROLLOUT}
     slow = fleet.overlay("slow-health", {LOST: {"bluegreen_health_successes": SLOW_HEALTH, "bluegreen_health_delay": 1}})
     batch, cut, cutters = set(), [], []
 
-    def cut_once_the_new_web_runs():
-        # The task's line is printed before its module reaches the host: cut once the module has
-        # started the new web and waits for its (slow) health, so that the cut lands mid-module.
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if fleet.docker(LOST, "ps", "-q", "--filter", "name=%s-green-web-1" % APP, "--filter", "status=running").strip():
-                fleet_sh("link", LOST, "down")
-                cut.append(time.monotonic())
-                return
-            time.sleep(0.2)
+    def cut_the_link_now():
+        fleet_sh("link", LOST, "down")
+        cut.append(time.monotonic())
 
     def cut_the_link(line):
         if line.startswith("PLAY ["):
             batch.clear()
         batch.update(re.findall(r"\[(pi5-\d+)[\] ]", line))
         if not cutters and HEALTH_TASK in line and LOST in batch:
-            cutters.append(threading.Thread(target=cut_once_the_new_web_runs, daemon=True))
-            cutters[0].start()
+            cutters.append(once_the_new_web_runs(fleet, LOST, cut_the_link_now))
 
     # pi5-1 and pi5-2 in the first batch, pi5-3 in the second.
     rollout = {"bluegreen_release": "v2", "bluegreen_serial": [2, 1]}
@@ -323,17 +332,22 @@ def fault_7_scenario(fleet):
     """Fault 7 from start to recovery, with its assertions (run beside fault 10)."""
     host = DAEMON_HOST
     before = fleet.view(host)
-    stopped = []
+    stopped, stoppers = [], []
+
+    def stop_the_daemon_now():
+        fleet_sh("docker", host, "stop")
+        stopped.append(time.monotonic())
 
     def stop_the_daemon(line):
-        if not stopped and HEALTH_TASK in line:
-            fleet_sh("docker", host, "stop")
-            stopped.append(time.monotonic())
+        if not stoppers and HEALTH_TASK in line:
+            stoppers.append(once_the_new_web_runs(fleet, host, stop_the_daemon_now))
 
     try:
         result = fleet.playbook("fault7-deploy", {"bluegreen_release": "v2", "bluegreen_health_successes": SLOW_HEALTH,
                                                   "bluegreen_health_delay": 1},
                                 [host], on_line=stop_the_daemon)
+        for stopper in stoppers:
+            stopper.join(70)
         # With the daemon still down: the lock was released (file work, no Docker) and
         # nothing was recorded.
         state_dir = FLEET_DIR / "hosts" / host / "state"

@@ -33,8 +33,11 @@ def test_a_failing_rerun_after_ctrl_c_brings_back_the_old_workers_the_lost_run_s
     old = {svc: project_containers(demo_stack.project("blue"), svc) for svc in ("worker", "beat")}
     assert all(len(ids) == 1 for ids in old.values()), old
 
-    code, output = run_on_pty(playbook_argv(role_vars(demo_stack, nginx, state_dir, "v2", **FAST)),
-                              [("Start the new web", b"\x03")])
+    # Interrupted while the new web's call checks its health, slowly, slice by slice: the same call
+    # quiesced the old color first.
+    slow_web = dict(FAST, bluegreen_health_successes=40, bluegreen_health_delay=0.2, bluegreen_progress_interval=2)
+    code, output = run_on_pty(playbook_argv(role_vars(demo_stack, nginx, state_dir, "v2", **slow_web)),
+                              [("RETRYING: [localhost]: Quiesce the old color", b"\x03")])
     assert code != 0, output[-3000:]
     assert "Quiesce the old color" in output and "failed at step" not in output, "no rescue may have run"
     # Told to stop before the new web started; their warm shutdown ends by itself.
