@@ -88,17 +88,16 @@ def test_a_new_worker_failing_after_the_switch_puts_traffic_back(demo_stack, ngi
     state_dir = tmp_path / "state"
     assert deploy(role_vars(demo_stack, nginx, state_dir, "v1")).returncode == 0
     old = {svc: project_containers(demo_stack.project("blue"), svc) for svc in ("web", "worker", "beat")}
-    variables = role_vars(demo_stack, nginx, state_dir, "v2", bluegreen_worker_ready_timeout=120)
+    # A readiness deadline far longer than the worker's crash: the call must end at the exit, and
+    # say so, not at the deadline (a machine however slow fails this by the message, not a clock).
+    variables = role_vars(demo_stack, nginx, state_dir, "v2", bluegreen_worker_ready_timeout=900)
     variables["bluegreen_compose_variables"] = dict(variables["bluegreen_compose_variables"],
                                                     DEMO_WORKER_CRASH_AT_START="1")
-    started = time.monotonic()
     with Timeline(nginx.url, period=0.05) as probe:
         result = deploy(variables)
-    took = time.monotonic() - started
     out = result.stdout
     assert result.returncode != 0 and "failed at step 'workers'" in out, out[-5000:]
-    # It failed when the worker exited, not when the 120 s readiness deadline passed.
-    assert took < 100, "the deploy waited out the deadline (%.0f s)" % took
+    assert "not ready within ready_timeout" not in out, "the deploy waited out the deadline"
     assert "exited" in out or "keeps restarting" in out, out[-3000:]
     assert "DEMO_WORKER_CRASH_AT_START=1, exiting" in out, "the worker's last log lines are not shown"
     assert probe.first("green") is not None, "traffic never reached the new web (the switch comes first)"
@@ -118,15 +117,14 @@ def test_a_web_that_exits_fails_at_once_with_its_last_log_lines(demo_stack, ngin
     assert deploy(role_vars(demo_stack, nginx, state_dir, "v1")).returncode == 0
     override = tmp_path / "exiting-web.yml"
     override.write_text(EXITING_WEB)
-    variables = role_vars(demo_stack, nginx, state_dir, "v2", bluegreen_health_deadline=120,
+    # A health deadline far longer than the web's life: the call must end at the exit, and say so.
+    variables = role_vars(demo_stack, nginx, state_dir, "v2", bluegreen_health_deadline=900,
                           bluegreen_compose_files=["compose.yml", str(override)])
-    started = time.monotonic()
     with TrafficProbe(nginx.url) as probe:
         result = deploy(variables)
-    took = time.monotonic() - started
     out = result.stdout
     assert result.returncode != 0 and "failed at step 'web'" in out, out[-5000:]
-    assert took < 60, "the deploy waited for the health deadline (%.0f s) instead of ending when the web exited" % took
+    assert "not healthy within health.deadline" not in out, "the deploy waited for the health deadline"
     assert "exited (exit code 3)" in out or "keeps restarting" in out, out[-3000:]
     assert "demo web: cannot start, exiting" in out, "the web's last log lines are not shown"
     assert {a[1:] for a in probe.answers} == {("blue", "v1")} and probe.failures == []
@@ -161,15 +159,12 @@ def test_rollback_to_a_color_a_rescued_deploy_replaced_is_refused_before_anythin
     assert broken.returncode != 0 and "failed at step 'web'" in broken.stdout, broken.stdout[-3000:]
     before = {cid: container_state(cid) for ids in project_containers(demo_stack.project("blue")).values()
               for cid in ids}
-    started = time.monotonic()
     with TrafficProbe(nginx.url) as probe:
         result = deploy(role_vars(demo_stack, nginx, state_dir, "v1"), playbook="rollback.yml")
-    took = time.monotonic() - started
     out = result.stdout
     assert result.returncode != 0, out[-3000:]
     assert "holds release broken, not v1" in out and "bluegreen_release=v1" in out, out[-3000:]
     assert "lowspec-demo:v1 is still here" in out, out[-3000:]
-    assert took < 30, "the refusal took %.0f s" % took
     after = {cid: container_state(cid) for ids in project_containers(demo_stack.project("blue")).values()
              for cid in ids}
     assert after == before, "the rollback touched the replaced color before refusing"
