@@ -107,9 +107,9 @@ def design_text(host):
         "from the modules' `celery` figures (agent boots + celery CLI runs). The Celery agent runs inside the "
         "app's containers: its CPU (the modules' `celery.cpu_s`) is inside `app` and is reported apart; the "
         "tool's target-side CPU in the targets is `tool` + the agent. The first change to the running app: for "
-        "the role, the moment celery_quiesce wrote its first container down, just before changing it (the old "
-        "beat's stop in stop mode, the first pool shrink in shrink mode; its results' `containers[].at`), the "
-        "start of its task shown apart; for the scripts, their mark printed just before their first docker "
+        "the role, the moment its quiesce (in the new web's call) wrote its first container down, just before "
+        "changing it (the old beat's stop in stop mode, the first pool shrink in shrink mode; the results' "
+        "`quiesce.containers[].at`), the start of that task shown apart; for the scripts, their mark printed just before their first docker "
         "compose call."
         % (host["name"], host["addr"], host["budget"], host["cgroup_parent"]))
 

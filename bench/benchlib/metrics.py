@@ -89,10 +89,7 @@ def module_runs(task):
 def celery_figures(results):
     """Agent boots, CLI runs, the agents' CPU and boot time, from the module results' `celery`."""
     boots, cli, cpu, boot_s, calls = 0, 0, 0.0, 0.0, 0
-    for r in results:
-        c = r.get("celery")
-        if not isinstance(c, dict) or not c:
-            continue
+    for c in celery_of(results):
         if c.get("transport") == "agent":
             boots += 1
             cpu += float(c.get("cpu_s") or 0)
@@ -103,20 +100,31 @@ def celery_figures(results):
     return {"agent_boots": boots, "cli_runs": cli, "agent_cpu_s": cpu, "agent_boot_s": boot_s, "calls": calls}
 
 
+def celery_of(results):
+    """The `celery` figures of each result: its own, and those of the quiesce the new web's call makes."""
+    for r in results:
+        for c in (r.get("celery"), (r.get("quiesce") or {}).get("celery") if isinstance(r.get("quiesce"), dict) else None):
+            if isinstance(c, dict) and c:
+                yield c
+
+
 def own_time(timings):
     """The seconds a module timed itself: its `total`, else the sum of its stages
-    (compose_project_color's `ready` already holds its `workers_ready`)."""
+    (compose_project_color's `ready` already holds its `workers_ready`, and the quiesce its
+    new web's call makes counts as its `total`)."""
     if "total" in timings:
         return float(timings["total"])
-    return sum(float(v) for k, v in timings.items() if k != "workers_ready" and isinstance(v, (int, float)))
+    return sum(float(v) for k, v in timings.items() if isinstance(v, (int, float)) and k != "workers_ready"
+               and not (k.startswith("quiesce ") and k != "quiesce total"))
 
 
 def all_timings(result):
-    """A module result's stage timings, those of the switch compose_project_color makes included."""
+    """A module result's stage timings, those of the quiesce and the switch compose_project_color makes included."""
     timings = dict(result.get("timings") or {}) if isinstance(result.get("timings"), dict) else {}
-    switch = result.get("switch")
-    if isinstance(switch, dict) and isinstance(switch.get("timings"), dict):
-        timings.update(("switch " + k, v) for k, v in switch["timings"].items())
+    for part in ("quiesce", "switch"):
+        nested = result.get(part)
+        if isinstance(nested, dict) and isinstance(nested.get("timings"), dict):
+            timings.update(("%s %s" % (part, k), v) for k, v in nested["timings"].items())
     return timings
 
 
@@ -142,10 +150,10 @@ def _timings_text(results):
         timings = all_timings(r)
         if timings:
             parts.append(", ".join("%s %s" % (k, v) for k, v in timings.items()))
-        c = r.get("celery")
-        if isinstance(c, dict) and c.get("transport"):
-            parts.append("Celery %s: boot %s s, CPU %s s, %s calls" % (
-                c.get("transport"), c.get("boot_s"), c.get("cpu_s"), c.get("calls")))
+        for c in celery_of([r]):
+            if c.get("transport"):
+                parts.append("Celery %s: boot %s s, CPU %s s, %s calls" % (
+                    c.get("transport"), c.get("boot_s"), c.get("cpu_s"), c.get("calls")))
         if r["event"] == "retry":
             parts.append("(waiting: repeated)")
         if r["event"] == "failed":
@@ -260,9 +268,10 @@ def first_change(data):
 
 
 def quiesce_start(data):
-    """The start of the role's first task of phase `quiesce` (the callback's phase marker)."""
+    """The start of the role's first task that quiesces: of phase `quiesce`, or the new web's call
+    (phase `web`), which quiesces the old color first (the callback's phase markers)."""
     for event in sorted(data["timeline"], key=lambda e: e["t"]):
-        if event["event"] == "start" and event.get("phase") == "quiesce":
+        if event["event"] == "start" and event.get("phase") in ("quiesce", "web"):
             return event["t"]
     return None
 

@@ -52,8 +52,8 @@ def table(results, floor):
     row("Traffic on the new color after, s (deploy wall time)", lambda x: fmt(x["t_switch"]))
     row("From the first change to traffic on the new color, s (first change at, s)",
         lambda x: "%s (at %s)" % (fmt(x["t_switch_from_first_change"]), fmt(x["t_first_change"])))
-    row("From the start of the quiesce task to traffic on the new color, s (the role: before its first change, "
-        "its module starts and boots the Celery agent)", lambda x: fmt(x.get("t_switch_from_quiesce_start")))
+    row("From the start of the task that quiesces to traffic on the new color, s (the role: before its first "
+        "change, its module starts and boots the Celery agent)", lambda x: fmt(x.get("t_switch_from_quiesce_start")))
     row("New workers consuming after, s", lambda x: fmt(x["t_consume"]))
     row("Deploy tool running, s", lambda x: fmt(x["t_tool"]))
     row("Longest gap with no task completing, s", lambda x: fmt(x["longest_task_gap_s"]))

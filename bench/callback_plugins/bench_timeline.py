@@ -58,10 +58,12 @@ class CallbackModule(CallbackBase):
 
     def _figures(self, result):
         found = result._result  # pylint: disable=protected-access
-        figures = dict((key, found[key]) for key in ("timings", "celery", "attempts", "waiting", "restored", "switch")
-                       if key in found)
-        # celery_quiesce writes each container down (with its time) just before its first change.
-        changed_at = [c["at"] for c in found.get("containers") or [] if isinstance(c, dict) and c.get("at")]
+        figures = dict((key, found[key]) for key in ("timings", "celery", "attempts", "waiting", "restored", "switch",
+                                                     "quiesce") if key in found)
+        # The quiesce (celery_quiesce, or the one the new web's call makes first) writes each container
+        # down, with its time, just before its first change.
+        quiesced = found.get("quiesce") if isinstance(found.get("quiesce"), dict) else found
+        changed_at = [c["at"] for c in quiesced.get("containers") or [] if isinstance(c, dict) and c.get("at")]
         if changed_at:
             figures["first_change_at"] = min(changed_at)
         return figures
