@@ -38,6 +38,22 @@ THROTTLED_NOW_MASK = (1 << 0) | (1 << 2)
 
 THRESHOLD_OPTIONS = ("cpu_some_avg10_max", "memory_some_avg10_max", "mem_available_min_mb", "disk_free_min_mb")
 
+
+def threshold_options():
+    """The argument spec of the four limits, as every module that gauges the host takes them."""
+    return dict(
+        cpu_some_avg10_max=dict(type="float", default=80),
+        memory_some_avg10_max=dict(type="float", default=20),
+        mem_available_min_mb=dict(type="int", default=128),
+        disk_free_min_mb=dict(type="int", default=1024),
+    )
+
+
+def pressure_option():
+    """The O(pressure) option of the modules that wait for the host to settle before they act."""
+    return dict(type="dict", options=dict(threshold_options(), wait_timeout=dict(type="int", default=120)))
+
+
 _THROTTLED_RE = re.compile(r"throttled\s*=\s*(0x[0-9a-fA-F]+|\d+)")
 
 

@@ -48,6 +48,7 @@ from ansible_collections.lowspec.bluegreen.plugins.module_utils._module import (
 )
 from ansible_collections.lowspec.bluegreen.plugins.module_utils._pressure import (
     Gauge,
+    pressure_option,
 )
 from ansible_collections.lowspec.bluegreen.plugins.module_utils._state import (
     Journal,
@@ -981,13 +982,7 @@ QUIESCE_ARGUMENT_SPEC = dict(
     containers=dict(type="list", elements="raw"),
     journal=dict(type="path"),
     queues=dict(type="list", elements="str", default=["celery"]),
-    pressure=dict(type="dict", options=dict(
-        cpu_some_avg10_max=dict(type="float", default=80),
-        memory_some_avg10_max=dict(type="float", default=20),
-        mem_available_min_mb=dict(type="int", default=128),
-        disk_free_min_mb=dict(type="int", default=1024),
-        wait_timeout=dict(type="int", default=120),
-    )),
+    pressure=pressure_option(),
 )
 QUIESCE_RULES = dict(
     mutually_exclusive=[("app", "project")],

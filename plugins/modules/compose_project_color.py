@@ -1001,6 +1001,7 @@ from ansible_collections.lowspec.bluegreen.plugins.module_utils._module import (
 from ansible_collections.lowspec.bluegreen.plugins.module_utils._pressure import (
     Gauge,
     failure_message as pressure_failure,
+    pressure_option,
 )
 from ansible_collections.lowspec.bluegreen.plugins.module_utils._proxy import (
     SWITCH_OPTIONS,
@@ -2008,13 +2009,7 @@ ARGUMENT_SPEC = dict(
     activate=dict(type="bool", default=False),
     await_other=dict(type="bool", default=False),
     other_beat=dict(type="str", default="refuse", choices=["refuse", "stop"]),
-    pressure=dict(type="dict", options=dict(
-        cpu_some_avg10_max=dict(type="float", default=80),
-        memory_some_avg10_max=dict(type="float", default=20),
-        mem_available_min_mb=dict(type="int", default=128),
-        disk_free_min_mb=dict(type="int", default=1024),
-        wait_timeout=dict(type="int", default=120),
-    )),
+    pressure=pressure_option(),
     health=dict(type="dict", options=dict(
         scheme=dict(type="str", default="http", choices=["http", "https"]),
         host=dict(type="str", default="127.0.0.1"),

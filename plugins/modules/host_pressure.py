@@ -209,6 +209,7 @@ from ansible_collections.lowspec.bluegreen.plugins.module_utils._pressure import
     THRESHOLD_OPTIONS,
     Gauge,
     failure_message,
+    threshold_options,
 )
 
 
@@ -255,11 +256,8 @@ class HostPressureManager(Manager):
 
 
 ARGUMENT_SPEC = dict(
+    threshold_options(),
     stage=dict(type="str"),
-    cpu_some_avg10_max=dict(type="float", default=80),
-    memory_some_avg10_max=dict(type="float", default=20),
-    mem_available_min_mb=dict(type="int", default=128),
-    disk_free_min_mb=dict(type="int", default=1024),
     fail_on_throttled=dict(type="bool", default=False),
     wait_timeout=dict(type="float", default=120),
     interval=dict(type="float", default=2),
