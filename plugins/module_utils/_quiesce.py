@@ -182,7 +182,7 @@ class CeleryQuiesceManager(Manager):
         present = sorted({c["service"] for c in containers})
         for kind, names in (("worker_services", self.worker_services), ("beat_services", self.beat_services)):
             for name in names:
-                if name not in present:
+                if name not in present and self.params["missing_services"] == "fail":
                     raise BlueGreenError("%s: service %s not found in project %s (its services: %s)"
                                          % (kind, name, project, ", ".join(present)))
         workers = [c for c in containers if c["service"] in self.worker_services]
@@ -249,8 +249,9 @@ class CeleryQuiesceManager(Manager):
         self.engine.actions.append("celery control %s %s --destination %s" % (method, argument, ",".join(nodes)))
         return dict((node, answers.get(node, (False, "no reply from %s" % node))) for node in nodes)
 
-    def find_nodes(self, workers):
-        """{container id: Celery node names} of the running workers, confirmed by ping; fails for one that is none."""
+    def find_nodes(self, workers, silent_ok=False):
+        """{container id: Celery node names} of the running workers, confirmed by ping; fails for one that is none,
+        or with `silent_ok` leaves it out, saying so."""
         nodes = {}
         defaults = dict((node_name(c["hostname"]), c) for c in workers)
         if not defaults:
@@ -266,6 +267,10 @@ class CeleryQuiesceManager(Manager):
             everyone = parse_ping(self.control.ping(timeout=LATE_REPLY_TIMEOUT))
             for c in missing:
                 mine = nodes_of_host(everyone, c["hostname"])
+                if not mine and silent_ok:
+                    self.warn("service %s (container %s) answers no Celery ping (still booting, or crash-looping): "
+                              "it is stopped without a drain" % (c["service"], c["name"]))
+                    continue
                 if not mine:
                     raise BlueGreenError(
                         "service %s (container %s) is not a Celery worker: no worker answered as %s or as any node "
@@ -326,13 +331,15 @@ class CeleryQuiesceManager(Manager):
         nodes = {}
         if running_workers:
             self.open_control(containers)
-            nodes = self.find_nodes(running_workers)
+            nodes = self.find_nodes(running_workers, silent_ok=self.params["missing_services"] == "ignore")
+        # The workers to drain; a silent one (missing_services=ignore) consumes nothing and is only stopped.
+        answering = [c for c in running_workers if c["id"] in nodes]
         if self.check_mode:
             self.planned = []
             if planned:
                 self.result.update(changed=True, containers=planned)
             self.result["beat_stopped"]["containers"] = [c["id"] for c in beats_up]
-            still = self.held_tasks(running_workers, nodes) if running_workers else []
+            still = self.held_tasks(answering, nodes) if answering else []
             self.result.update(still_active=still or [], drained=still == [])
             timings["total"] = seconds(self.clock() - started)
             self.project = None  # check mode reports what it would stop, not the journal
@@ -340,11 +347,11 @@ class CeleryQuiesceManager(Manager):
         if planned or stopping:
             self.result["changed"] = True
         self.stop_beat(project, beats_up, planned)
-        self.cancel_consumers(project, running_workers, nodes, planned)
-        if not self.drain(project, running_workers, nodes):
+        self.cancel_consumers(project, answering, nodes, planned)
+        if not self.drain(project, answering, nodes):
             timings["total"] = seconds(self.clock() - started)
             return
-        self.await_fetches(running_workers)
+        self.await_fetches(answering)
         self.take_off_cpu(project, running_workers, planned)
         self.result["stopping"] = [c["id"] for c in stopping + beats_up] + (
             [c["id"] for c in running_workers] if self.params["mode"] == "stop" else [])
@@ -982,6 +989,7 @@ QUIESCE_ARGUMENT_SPEC = dict(
     containers=dict(type="list", elements="raw"),
     journal=dict(type="path"),
     queues=dict(type="list", elements="str", default=["celery"]),
+    missing_services=dict(type="str", choices=["fail", "ignore"], default="fail"),
     pressure=pressure_option(),
 )
 QUIESCE_RULES = dict(

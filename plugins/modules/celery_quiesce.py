@@ -203,6 +203,18 @@ options:
         description for V(false).
     type: bool
     default: true
+  missing_services:
+    description:
+      - What a service of O(worker_services) or O(beat_services) without a container in the project means.
+      - V(fail) (the default) fails before anything changes, naming the service, so that a misspelt name
+        does not leave a worker or a beat running unnoticed.
+      - V(ignore) is for a color that failed during its start (the role's rescue drains a failed new color this
+        way). A service without a container is left out; a worker container that answers no Celery ping (still
+        booting, or crash-looping) consumes nothing and is stopped without a drain, with a warning; the other
+        workers are drained as usual, and the broker check still runs.
+    type: str
+    choices: [fail, ignore]
+    default: fail
   broker_check:
     description:
       - After the workers stop (or freeze), put back the messages a gone worker left unacknowledged in a Redis

@@ -507,6 +507,48 @@ def test_bad_input_fails_naming_the_option_before_anything_changes(quiesce, para
     assert world.changes() == []
 
 
+def without_beat(answering=True):
+    """shop-blue as a failed start leaves it: its beat was never created (and its worker may answer no ping)."""
+    world = CeleryWorld([inspected(PROJECT, "web", state="running", health="healthy"),
+                         inspected(PROJECT, "worker", state="running", health="healthy")])
+    if answering:
+        world.worker(WORKER, pool=2, queues=("celery",))
+    return world
+
+
+def test_a_declared_beat_without_a_container_fails_before_anything_stops(quiesce):
+    world = without_beat()
+    result = quiesce(world)
+    assert result["failed"] and "beat_services: service beat not found in project shop-blue" in result["msg"]
+    assert world.changes() == []
+
+
+def test_missing_services_ignore_drains_and_stops_the_workers_a_failed_start_left(quiesce):
+    world = without_beat()
+    result = ok(quiesce(world, missing_services="ignore"))
+    assert world.changes() == [
+        ("celery-change", "cancel_consumer", "celery", (NODE,)),
+        ("docker", "stop_in_background", ("worker",)),
+    ]
+    assert world.state(WORKER) == "exited" and world.state(WEB) == "running"
+    assert result["drained"] and [c["id"] for c in result["containers"]] == [WORKER]
+
+
+def test_missing_services_ignore_stops_a_worker_that_answers_no_ping_without_a_drain(quiesce):
+    world = without_beat(answering=False)
+    result = ok(quiesce(world, missing_services="ignore"))
+    assert world.changes() == [("docker", "stop_in_background", ("worker",))]
+    assert world.state(WORKER) == "exited"
+    assert [w for w in result["warnings"] if "answers no Celery ping" in w and "stopped without a drain" in w]
+
+
+def test_a_worker_that_answers_no_ping_fails_by_default_before_anything_stops(quiesce):
+    world = without_beat(answering=False)
+    result = quiesce(world, beat_services=[])
+    assert result["failed"] and "is not a Celery worker" in result["msg"]
+    assert world.changes() == []
+
+
 def test_a_beat_service_named_as_a_worker_fails_before_anything_stops(quiesce):
     world = demo()
     result = quiesce(world, worker_services=["worker", "beat"], beat_services=[])
