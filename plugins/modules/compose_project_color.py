@@ -458,6 +458,58 @@ options:
         description: With O(quiesce.mode=pause), the longest the old workers may stay frozen, in seconds.
         type: int
         default: 600
+  retire:
+    description:
+      - "With O(state=started), once this call's workers answer Celery's ping and its beat has started, the other
+        color's workers are drained and stopped in the same call, as M(lowspec.bluegreen.celery_quiesce) does with
+        O(lowspec.bluegreen.celery_quiesce#module:state=quiesced), O(lowspec.bluegreen.celery_quiesce#module:mode=stop)
+        and no beat service (the other color's beat was handed over before this color's started, O(other_beat)).
+        This is how a shrink-mode deploy retires the old workers, which kept consuming with a small pool until the
+        new ones were ready; then, with O(activate), the color is recorded. Each module execution costs a small host
+        a Python start, so the new workers' readiness and the old ones' retirement are one."
+      - With O(record), the history entry says what the retire stopped (C(stopped), C(drained), C(still_active),
+        C(restored), C(retire_timings)). A drain longer than O(wait_slice) returns RV(waiting); the next call goes on
+        with it (the journal). Bad retire input fails before anything starts; a failed retire fails the call with
+        RV(retire.failed) set, what it stopped in RV(retire.containers) and in O(journal). Not run in check mode (the
+        workers it waits for do not start).
+      - Needs O(celery), and O(services) must include a worker service.
+    type: dict
+    suboptions:
+      color:
+        description: The color to retire; by default the other color than O(color).
+        type: str
+        choices: [blue, green]
+      drain_timeout:
+        description: Seconds the old workers get to finish their running tasks.
+        type: int
+        default: 300
+      visibility_timeout:
+        description: The broker's visibility timeout, in seconds (see M(lowspec.bluegreen.celery_quiesce)).
+        type: int
+        default: 3600
+      same_broker:
+        description:
+          - The two colors share one broker (a shared project's, not one of each color's). The retire then asks
+            Celery through this call's own agent instead of starting a second one in the other color.
+        type: bool
+        default: false
+  grow:
+    description:
+      - "With O(state=started), once this call's workers are ready (and after O(retire)), their pools grow to
+        O(grow.processes) once the host has settled (O(pressure), without its disk limit), as
+        M(lowspec.bluegreen.celery_quiesce) does with O(lowspec.bluegreen.celery_quiesce#module:state=resumed) and
+        O(lowspec.bluegreen.celery_quiesce#module:processes); through this call's Celery agent. The workers start
+        with a small pool (their warm-up concurrency, through O(variables)) so that their boot costs the host less."
+      - A host that does not settle within O(pressure)'s C(wait_timeout) keeps the small pools, with a warning, rather
+        than failing a call whose release already serves. Before O(activate)'s record, so that a wait for the host
+        that spans calls (RV(waiting)) keeps its deadline. Not run in check mode.
+      - Needs O(celery), and O(services) must include a worker service.
+    type: dict
+    suboptions:
+      processes:
+        description: The pool size each worker grows to.
+        type: int
+        required: true
   switch:
     description:
       - "With O(state=started), traffic moves to this color in the same call, once its O(web_service) is healthy
@@ -820,6 +872,49 @@ quiesce:
       description: The Celery agent the quiesce used (its boot, CPU and calls), when it started one.
       type: dict
   sample: {failed: false, containers: [{id: 0c4e..., service: beat, action: stopped, at: 1764672000.5}], drained: true}
+retire:
+  description: What O(retire) did, as M(lowspec.bluegreen.celery_quiesce) returns it (its C(actions) are in RV(actions)).
+  returned: when O(retire) is set and the call got to it
+  type: dict
+  contains:
+    failed:
+      description: Whether the call failed in the retire.
+      type: bool
+      sample: false
+    containers:
+      description: The old workers stopped, as the journal lists them (each with C(at), when it was written down).
+      type: list
+      elements: dict
+    drained:
+      description: Whether the old workers finished their running tasks within O(retire.drain_timeout).
+      type: bool
+    restored:
+      description: Messages a gone worker left unacknowledged in a Redis broker, put back in their queue.
+      type: list
+      elements: dict
+    timings:
+      description: Seconds spent in each step of the retire.
+      type: dict
+  sample: {failed: false, containers: [{id: 5d1a..., service: worker, action: stopped, queues: [celery]}], drained: true}
+grow:
+  description: What O(grow) did, as M(lowspec.bluegreen.celery_quiesce) returns it with state=resumed.
+  returned: when O(grow) is set and the call got to it
+  type: dict
+  contains:
+    failed:
+      description: Whether the call failed in the growth.
+      type: bool
+      sample: false
+    pools:
+      description: Each worker container's pool size before and after, by container id.
+      type: dict
+    pressure:
+      description: The host's readings the growth waited on.
+      type: dict
+    timings:
+      description: Seconds spent in each step of the growth.
+      type: dict
+  sample: {failed: false, pools: {5d1a...: {before: 1, after: 2}}}
 switch:
   description: What O(switch) did, as M(lowspec.bluegreen.proxy_switch) returns it.
   returned: when O(switch) is set
@@ -1069,7 +1164,8 @@ class ColorManager(Manager):
         self.active = self.idle = None
         self.web = {}
         self.control = None
-        self.quiesce_manager = None
+        # The quiesces this call makes of Celery (RV(quiesce), RV(retire), RV(grow)): name -> manager.
+        self.within = {}
         self.override = None
         self.baseline = {}
         self.timings = self.result.setdefault("timings", {})
@@ -1276,12 +1372,16 @@ class ColorManager(Manager):
         return dict(self.result)
 
     def close(self):
-        quiesce = getattr(self, "quiesce_manager", None)
-        if quiesce is not None:
-            quiesce.close()
+        for name, manager in sorted(getattr(self, "within", {}).items()):
+            if manager.control is not None and manager.control is getattr(self, "control", None):
+                manager.control = None  # this call's own agent, closed below
+            manager.close()
+            # As it ended, not as the journal says after a record cleared it (plus its agent's figures).
+            found = manager.partial() if manager.reported is None else dict(manager.reported, **dict(
+                (k, manager.result[k]) for k in ("celery",) if k in manager.result))
             # Its docker and celery actions are this call's RV(actions) already.
-            self.result["quiesce"] = dict((k, v) for k, v in quiesce.partial().items() if k != "actions")
-            self.quiesce_manager = None
+            self.result[name] = dict((k, v) for k, v in found.items() if k != "actions")
+        self.within = {}
         if getattr(self, "control", None) is not None:
             stats = self.control.close()
             self.result["celery"] = dict(transport=self.control.transport, container=self.control.container["name"],
@@ -1547,9 +1647,10 @@ class ColorManager(Manager):
         switch = self._switch(first)  # so does a bad switch
         images = self._present_images(targets, specs)
         quiesce = self._quiesce()  # and a bad quiesce
+        retire, grow = self._retire(targets), self._grow(targets)  # and a bad retire or grow
         hints = {}
         stale = self._out_of_date(first, before, specs, images)
-        if quiesce is not None and not self._run_quiesce(quiesce):
+        if quiesce is not None and not self._run_within(quiesce):
             return targets, hints
         if self.params["await_other"] and not self.check_mode and (set(targets) & set(self.worker_services + beats)) \
                 and not self._await_other():
@@ -1569,6 +1670,13 @@ class ColorManager(Manager):
                 self._up(stale_beats, specs, hints)
                 if not self.check_mode:
                     self._watch_running(stale_beats, 1.0)
+        if retire is not None and not self.check_mode:
+            if not self._run_within(retire):
+                return targets, hints
+            self._note_retire(retire.result)
+        # Before the record, which ends the journal: a wait for the host to settle that spans calls keeps its deadline.
+        if grow is not None and not self.check_mode and not self._run_within(grow):
+            return targets, hints
         if self.params["activate"]:
             self.record(self.color, self.params["release"])
         return targets, hints
@@ -1598,34 +1706,93 @@ class ColorManager(Manager):
         color = options["color"] or other_color(self.color)
         if color == self.color:
             raise BlueGreenError("quiesce.color %s is the color this call starts: quiesce the other one" % color)
-        celery = self.celery
-        params = dict(
-            docker_host=self.params["docker_host"], app=self.app, color=color, state_dir=self.params["state_dir"],
-            journal=self.params["journal"], state="quiesced", mode=options["mode"],
-            keep_processes=options["keep_processes"], worker_services=self.worker_services,
-            beat_services=self.beat_services, control_service=celery["control_service"], celery_app=celery["app"],
-            celery_command=celery["command"], drain_timeout=options["drain_timeout"],
-            stop_timeout=self.params["stop_timeout"], ready_timeout=celery["ready_timeout"],
-            visibility_timeout=options["visibility_timeout"], max_pause=options["max_pause"],
-            wait_slice=self.params["wait_slice"], broker_check=celery["broker_check"], wait_exited=False)
-        self.quiesce_manager = quiesce_within(self.module, params, self.engine, self.journal)
-        self.result["quiesce"] = {"failed": False}
-        return self.quiesce_manager
+        params = dict(self._celery_params(color), state="quiesced", mode=options["mode"],
+                      keep_processes=options["keep_processes"], drain_timeout=options["drain_timeout"],
+                      visibility_timeout=options["visibility_timeout"], max_pause=options["max_pause"],
+                      wait_exited=False)
+        return self._within("quiesce", params)
 
-    def _run_quiesce(self, quiesce):
-        """The old color off the CPU first; False while its drain goes on (the next call continues it)."""
+    def _celery_params(self, color):
+        """What every quiesce this call makes of `color` shares with it (celery_quiesce's options)."""
+        celery = self.celery
+        return dict(
+            docker_host=self.params["docker_host"], app=self.app, color=color, state_dir=self.params["state_dir"],
+            journal=self.params["journal"], worker_services=self.worker_services, beat_services=self.beat_services,
+            control_service=celery["control_service"], celery_app=celery["app"], celery_command=celery["command"],
+            stop_timeout=self.params["stop_timeout"], ready_timeout=celery["ready_timeout"],
+            wait_slice=self.params["wait_slice"], broker_check=celery["broker_check"])
+
+    def _within(self, name, params):
+        """A celery_quiesce run inside this call, its input checked now (before anything starts)."""
+        manager = quiesce_within(self.module, params, self.engine, self.journal)
+        manager.reported = None
+        self.within[name] = manager
+        self.result[name] = {"failed": False}
+        return manager
+
+    def _retire(self, targets):
+        """The other color's workers, drained and stopped once this color's are ready (O(retire)); or None."""
+        options = self.params["retire"]
+        if not options:
+            return None
+        if not self.celery:
+            raise BlueGreenError("retire needs celery: the Celery app and services of the color it retires")
+        if not set(targets) & set(self.worker_services):
+            raise BlueGreenError("retire drains the other color once this call's workers are ready: services must "
+                                 "include a worker service (%s)" % ", ".join(self.worker_services))
+        color = options["color"] or other_color(self.color)
+        if color == self.color:
+            raise BlueGreenError("retire.color %s is the color this call starts: retire the other one" % color)
+        # Its beat was handed over (O(other_beat)) before this color's started.
+        params = dict(self._celery_params(color), state="quiesced", mode="stop", beat_services=[],
+                      drain_timeout=options["drain_timeout"], visibility_timeout=options["visibility_timeout"])
+        manager = self._within("retire", params)
+        manager.same_broker = options["same_broker"]
+        return manager
+
+    def _grow(self, targets):
+        """This color's workers grown from their warm-up pool once the host has settled (O(grow)); or None."""
+        options = self.params["grow"]
+        if not options:
+            return None
+        if not self.celery:
+            raise BlueGreenError("grow needs celery: the Celery app and services of the workers it grows")
+        if not set(targets) & set(self.worker_services):
+            raise BlueGreenError("grow takes this call's workers to full size: services must include a worker "
+                                 "service (%s)" % ", ".join(self.worker_services))
+        params = dict(self._celery_params(self.color), state="resumed", processes=options["processes"],
+                      beat_services=[], pressure=self.params["pressure"])
+        manager = self._within("grow", params)
+        manager.same_broker = True
+        return manager
+
+    def _run_within(self, manager):
+        """One quiesce of this call; False while its wait goes on (the next call continues it)."""
+        if getattr(manager, "same_broker", False) and manager.control is None:
+            manager.control = self._control()  # one Celery agent for the whole call
         try:
-            quiesce.run()
+            manager.run()
         except Exception:
-            quiesce.result["failed"] = True
+            manager.result["failed"] = True
             raise
-        quiesce.result["failed"] = False
-        if quiesce.result["changed"]:
+        manager.result["failed"] = False
+        manager.reported = manager.partial()
+        if manager.result["changed"]:
             self.result["changed"] = True
-        if quiesce.result["waiting"]:
-            self._waiting(quiesce.result["progress"])
+        if manager.result["waiting"]:
+            self._waiting(manager.result["progress"])
             return False
         return True
+
+    def _note_retire(self, retired):
+        """The deploy's history says what the retire stopped, as it says it of a quiesce."""
+        record = self.params["record"]
+        if record is None:
+            return
+        record.update(stopped=retired.get("containers") or [], drained=retired.get("drained"),
+                      still_active=len(retired.get("still_active") or []),
+                      restored=int(record.get("restored") or 0) + len(retired.get("restored") or []),
+                      retire_timings=retired.get("timings") or {})
 
     def _run_switch(self, switch):
         """Traffic to this color, in this execution: no module start between the web healthy and the switch."""
@@ -2032,6 +2199,15 @@ ARGUMENT_SPEC = dict(
         drain_timeout=dict(type="int", default=300),
         visibility_timeout=dict(type="int", default=3600),
         max_pause=dict(type="int", default=600),
+    )),
+    retire=dict(type="dict", options=dict(
+        color=dict(type="str", choices=["blue", "green"]),
+        drain_timeout=dict(type="int", default=300),
+        visibility_timeout=dict(type="int", default=3600),
+        same_broker=dict(type="bool", default=False),
+    )),
+    grow=dict(type="dict", options=dict(
+        processes=dict(type="int", required=True),
     )),
     switch=dict(type="dict", options=SWITCH_OPTIONS),
     shared=dict(type="dict", options=dict(

@@ -659,6 +659,7 @@ class ComposeWorld(CeleryWorld):
         self.start_health = "healthy"  # health of a new container whose service has a healthcheck
         self.crash = {}  # service -> exit code: its containers exit right after `up`
         self.celery_services = ("worker",)
+        self.new_worker = {}  # Worker options of the workers `up` creates (their pool, say)
         self.version_output = fixture_text("compose-version-5.6.1.txt")
         self.generation = 0
 
@@ -757,7 +758,7 @@ class ComposeWorld(CeleryWorld):
                 if name in self.crash:
                     set_state(item, "exited", exit_code=self.crash[name])
                 if name in self.celery_services:
-                    self.worker(cid)
+                    self.worker(cid, **self.new_worker)
 
 
 class FakeHealth:

@@ -546,6 +546,89 @@ def test_bad_quiesce_input_fails_before_anything_changes(color, quiesce, params,
     assert changing(world) == []
 
 
+# -- retire and grow: shrink mode's end, in the new workers' call ------------------------------------
+
+def node(world, cid):
+    return "celery@" + world.engine.inspect([cid])[0]["hostname"]
+
+
+def retire_call(color, world, journal, **params):
+    return color(world, color="green", state="started", release="v2", services=["worker", "beat"],
+                 celery={"app": "tasks"}, other_beat="stop", journal=str(journal), activate=True,
+                 record={"took_s": 1}, **params)
+
+
+def test_retire_drains_and_stops_the_old_workers_once_the_new_ones_answer_then_records(color, tmp_path):
+    journal = tmp_path / "demo.journal.json"
+    world = blue_with_workers(world_of("demo-blue"))
+    old_worker, = ids(world, "demo-blue", "worker")
+    old_beat, = ids(world, "demo-blue", "beat")
+    world.workers[old_worker].tasks = [task("t-1", active_polls=2)]
+    result = ok(retire_call(color, world, journal, retire={"same_broker": True}))
+    new_worker, = ids(world, "demo-green", "worker")
+    new_beat, = ids(world, "demo-green", "beat")
+    log = world.log
+    cancel = [e for e in log if e[:2] == ("celery-change", "cancel_consumer")]
+    assert [e[3] for e in cancel] == [(node(world, old_worker),)], "only the old worker stops consuming"
+    assert log.index(("compose", "up", ("worker",))) < log.index(cancel[0]), "retired once the new ones answered"
+    assert log.index(("compose", "up", ("beat",))) < log.index(cancel[0])
+    assert world.state(old_worker) == world.state(old_beat) == "exited"
+    assert world.state(new_worker) == world.state(new_beat) == "running"
+    retire = result["retire"]
+    assert retire["failed"] is False and retire["drained"] is True and retire["project"] == "demo-blue"
+    # What the deploy left stopped: the old beat (handed over) and the retired worker, as the journal lists them.
+    assert [(c["id"], c["action"]) for c in retire["containers"]] == [(old_beat, "stopped"), (old_worker, "stopped")]
+    assert len(world.control_opens) == 1, "one Celery agent for readiness and retire (same_broker)"
+    entry = result["history"][0]
+    assert result["recorded_color"] == "green" and entry["took_s"] == 1 and entry["drained"] is True
+    assert [c["id"] for c in entry["stopped"]] == [old_beat, old_worker] and entry["still_active"] == 0
+    assert not journal.exists(), "recorded: the journal is done with"
+
+
+def test_retire_without_same_broker_asks_celery_from_the_old_color(color, tmp_path):
+    world = blue_with_workers(world_of("demo-blue"))
+    ok(retire_call(color, world, tmp_path / "demo.journal.json", retire={}))
+    assert world.control_opens == [["worker"], ["web", "worker"]], "its own agent, in the old color's web"
+
+
+def test_a_retire_drain_longer_than_a_slice_returns_waiting_and_records_nothing(color, tmp_path):
+    journal = tmp_path / "demo.journal.json"
+    world = blue_with_workers(world_of("demo-blue"))
+    old_worker, = ids(world, "demo-blue", "worker")
+    world.workers[old_worker].tasks = [task("t-1", active_polls=10 ** 6)]
+    result = ok(retire_call(color, world, journal, retire={"same_broker": True, "drain_timeout": 60}, wait_slice=2))
+    assert result["waiting"] and "demo-blue" in result["progress"] and "recorded" not in result
+    assert world.state(old_worker) == "running" and journal.exists()
+
+
+def test_grow_takes_the_new_pools_to_full_size_before_the_record(color, tmp_path):
+    world = world_of()
+    world.new_worker = {"pool": 1}
+    result = ok(color(world, color="green", state="started", release="v2", services=["worker"],
+                      celery={"app": "tasks"}, activate=True, grow={"processes": 2}))
+    worker, = ids(world, "demo-green", "worker")
+    assert world.workers[worker].pool == 2
+    assert result["grow"]["failed"] is False and result["grow"]["pools"][worker] == {"before": 1, "after": 2}
+    assert ("celery-change", "pool_grow", 1, (node(world, worker),)) in world.log
+    assert result["recorded_color"] == "green" and len(world.control_opens) == 1
+
+
+@pytest.mark.parametrize("params, fragment", [
+    ({"retire": {}}, "retire needs celery"),
+    ({"retire": {"color": "green"}, "celery": {"app": "tasks"}}, "retire.color green is the color this call starts"),
+    ({"retire": {}, "celery": {"app": "tasks"}, "services": ["web"]}, "services must include a worker service"),
+    ({"grow": {"processes": 2}}, "grow needs celery"),
+    ({"grow": {"processes": 2}, "celery": {"app": "tasks"}, "services": ["web"]}, "services must include a worker"),
+    ({"grow": {"processes": 0}, "celery": {"app": "tasks"}}, "processes must be 1 or more"),
+])
+def test_bad_retire_or_grow_input_fails_before_anything_changes(color, params, fragment):
+    world = blue_with_workers(world_of("demo-blue"))
+    params = dict({"services": ["worker"]}, **params)
+    result = color(world, color="green", state="started", **params)
+    assert result["failed"] and fragment in result["msg"], result["msg"]
+    assert changing(world) == []
+
+
 def test_started_waits_for_the_workers_to_answer_celerys_ping(color):
     world = world_of()
     result = ok(color(world, color="green", state="started", services=["web", "worker"],
