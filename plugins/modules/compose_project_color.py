@@ -200,6 +200,42 @@ options:
         stopped, the drain outcome...). The keys C(release), C(color), C(previous_color), C(previous_release) and
         C(at) are the module's own and cannot be overridden.
     type: dict
+  lock:
+    description:
+      - "Take the app's deploy lock first, before anything else this call does, as M(lowspec.bluegreen.deploy_lock)
+        takes it with O(lowspec.bluegreen.deploy_lock#module:state=present) and the options of the same names:
+        a lock another run holds fails the call (RV(lock_failed)), naming the holder and since when. Each module
+        execution costs a small host a Python start, so a deploy's first call takes the lock."
+      - Taking the lock is not reported as a change (the run that takes it releases it, O(unlock) or
+        M(lowspec.bluegreen.deploy_lock)); RV(lock) is the lock record, ours or the one in force.
+    type: dict
+    suboptions:
+      token:
+        description: The deploy run's token; taking a lock this token holds already changes nothing.
+        type: str
+        required: true
+      holder:
+        description: Who takes the lock, as the refusal of a second run names it.
+        type: str
+        default: ansible
+      info:
+        description: Facts stored in the lock record (the release being deployed, say).
+        type: dict
+      stale_after:
+        description: Seconds after which a lock counts as stale (its run probably killed).
+        type: int
+        default: 7200
+      break_stale:
+        description: Take a stale lock over deliberately (RV(lock_broken) says whose it was).
+        type: bool
+        default: false
+  unlock:
+    description:
+      - Release the app's deploy lock held with this token once the call has finished (not when it returns
+        RV(waiting), as the call then repeats). A lock another run holds is left in place with a warning; none
+        is no change. For a deploy's last module call, one execution fewer than a separate
+        M(lowspec.bluegreen.deploy_lock) call.
+    type: str
   history_size:
     description:
       - How many history entries the state file keeps (newest first). Zero or more.
@@ -830,6 +866,26 @@ progress:
   returned: when RV(waiting)
   type: str
   sample: "shop-green healthy on its own port (HTTP 502): 10 s of 120 s waited, 110 s left"
+lock:
+  description: With O(lock), the lock record in force after the call (ours, or the other run's that refused us).
+  returned: when O(lock) is set
+  type: dict
+  sample: {app: shop, holder: ansible deploying v42, token: 20261203T080000-1234, host: pi5,
+           acquired_at: "2026-12-03T08:00:00Z", acquired_epoch: 1796371200, info: {release: v42}}
+lock_failed:
+  description: With O(lock), whether the call failed taking the lock (another run holds it, or the file).
+  returned: when O(lock) is set
+  type: bool
+  sample: false
+lock_broken:
+  description: With O(lock) and O(lock.break_stale), the stale lock record this call took over, else null.
+  returned: when O(lock) is set
+  type: dict
+unlocked:
+  description: With O(unlock), true once the call released the lock (or found none).
+  returned: when O(unlock) is set and the lock was ours or absent
+  type: bool
+  sample: true
 recorded:
   description: Whether the color was recorded as active (O(state=active), O(activate)).
   returned: when recorded
@@ -1063,6 +1119,9 @@ from ansible_collections.lowspec.bluegreen.plugins.module_utils._common import (
     project_name,
     seconds,
     validate_app_name,
+)
+from ansible_collections.lowspec.bluegreen.plugins.module_utils._lock import (
+    DeployLock,
 )
 from ansible_collections.lowspec.bluegreen.plugins.module_utils._compose import (
     ComposeCLI,
@@ -1345,6 +1404,7 @@ class ColorManager(Manager):
             self.warn("%s %s, the active color (%s)" % (what, self.project, self.color))
 
     def run(self):
+        self._take_lock()
         self.resolve()
         before = self.containers() if self.state != "active" else []
         targets, after_hint = getattr(self, "state_" + self.state)(before)
@@ -1358,7 +1418,44 @@ class ColorManager(Manager):
             # With activate, the state file's change is the diff that matters (record() set it).
             if self.diff_mode and self.result["changed"] and "diff" not in self.result:
                 self.result["diff"] = {"before": _diff_view(before_view), "after": _diff_view(after_view)}
+        self._release_lock()
         return self.partial()
+
+    def _take_lock(self):
+        """The app's deploy lock, first of all (O(lock)); taking and releasing it within one run is no change."""
+        options = self.params["lock"]
+        if not options:
+            return
+        if options["stale_after"] < 0:
+            raise BlueGreenError("lock.stale_after must be zero or more, got %s" % options["stale_after"])
+        found = {}
+        lock = DeployLock(self.app, self.params["state_dir"], found, holder=options["holder"], token=options["token"],
+                          stale_after=options["stale_after"], break_stale=options["break_stale"],
+                          info=options["info"], check_mode=self.check_mode)
+        try:
+            lock.take()
+        except Exception:
+            self.result["lock_failed"] = True
+            raise
+        finally:
+            self.result.update(lock=found.get("lock"), lock_broken=found.get("broken"))
+        self.result["lock_failed"] = False
+
+    def _release_lock(self):
+        """O(unlock): the lock released at the end of a call that finished (not one that returns RV(waiting))."""
+        token = self.params["unlock"]
+        if not token or self.result["waiting"]:
+            return
+        found = {}
+        lock = DeployLock(self.app, self.params["state_dir"], found, token=token, check_mode=self.check_mode)
+        held = lock.read()
+        if held is not None and held.get("token") != token:
+            # Not ours (taken over as stale): this call's work stands; whoever releases ours says so.
+            self.warn("unlock: the deploy lock of %s is held by %s, not this run: left in place"
+                      % (self.app, held.get("holder")))
+            return
+        lock.release()
+        self.result["unlocked"] = True
 
     def partial(self):
         engine, compose = getattr(self, "engine", None), getattr(self, "compose", None)
@@ -2167,6 +2264,14 @@ ARGUMENT_SPEC = dict(
     build=dict(type="str", default="never", choices=["never", "always", "missing"]),
     release=dict(type="str"),
     record=dict(type="dict"),
+    lock=dict(type="dict", no_log=False, options=dict(
+        token=dict(type="str", required=True, no_log=False),
+        holder=dict(type="str", default="ansible"),
+        info=dict(type="dict"),
+        stale_after=dict(type="int", default=7200),
+        break_stale=dict(type="bool", default=False),
+    )),
+    unlock=dict(type="str", no_log=False),
     history_size=dict(type="int", default=10),
     state_dir=dict(type="path", default=DEFAULT_STATE_DIR),
     journal=dict(type="path"),

@@ -222,209 +222,37 @@ path:
   sample: /var/lib/lowspec-bluegreen/shop.lock
 """
 
-import os
-import socket
-import time
-import uuid
-
 from ansible_collections.lowspec.bluegreen.plugins.module_utils._common import (
-    BlueGreenError,
     check_non_negative,
-    validate_app_name,
 )
 from ansible_collections.lowspec.bluegreen.plugins.module_utils._lock import (
-    DIR_MODE,
-    FILE_MODE,
-    RELEASE_NONE,
-    RELEASE_REFUSE,
-    TAKE_BREAK,
-    TAKE_KEEP,
-    TAKE_REFUSE,
-    decide_release,
-    decide_take,
-    held_message,
-    lock_path,
-    new_record,
-    parse_record,
-    same_record,
-    serialize,
+    DeployLock,
 )
 from ansible_collections.lowspec.bluegreen.plugins.module_utils._module import (
     Manager,
     run_module,
 )
 
-# How long an empty, just-created lock file is given to get its content.
-EMPTY_GRACE = 2.0
-EMPTY_RETRIES = 20
-
-
-class LockRefused(BlueGreenError):
-    """Taking or releasing was refused; carries the lock record in force."""
-
-    def __init__(self, msg, record):
-        super().__init__(msg)
-        self.record = record
-
 
 class DeployLockManager(Manager):
-    """Reads, creates, breaks and removes one app's lock file."""
+    """Takes or releases one app's lock file (module_utils._lock.DeployLock does the file work)."""
 
     def __init__(self, module):
         super().__init__(module)
         params = module.params
-        self.app = validate_app_name(params["app"])
         check_non_negative(params, ["stale_after"])
         self.state = params["state"]
-        self.state_dir = params["state_dir"]
-        self.path = lock_path(self.state_dir, self.app)
-        self.holder = params["holder"]
-        self.token = params["token"] or None
-        self.force = params["force"]
-        self.stale_after = params["stale_after"]
-        self.break_stale = params["break_stale"]
-        self.info = params["info"] or {}
-        self.result.update(lock=None, broken=None, path=self.path)
-
-    # -- files --------------------------------------------------------------
-
-    def read(self, path=None):
-        """The record of the lock file at path (default: ours), or None when there is none.
-
-        A file that is empty and only just created is being written by a racing
-        run (O_EXCL creates it before its content): read it again for a moment.
-        """
-        path = path or self.path
-        for _attempt in range(EMPTY_RETRIES):
-            try:
-                with open(path, "r", encoding="utf-8") as handle:
-                    text = handle.read()
-                    mtime = os.fstat(handle.fileno()).st_mtime
-            except FileNotFoundError:
-                return None
-            except OSError as exc:
-                raise BlueGreenError("cannot read the deploy lock %s: %s" % (path, exc.strerror or exc)) from exc
-            if text.strip() or time.time() - mtime > EMPTY_GRACE:
-                break
-            time.sleep(EMPTY_GRACE / EMPTY_RETRIES)
-        return parse_record(text, self.app, mtime)
-
-    def _sync_dir(self):
-        dir_fd = os.open(self.state_dir, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-
-    def create(self, record):
-        """Create the lock file exclusively; False when another run created it first."""
-        try:
-            os.makedirs(self.state_dir, mode=DIR_MODE, exist_ok=True)
-            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, FILE_MODE)
-        except FileExistsError:
-            return False
-        except OSError as exc:
-            raise BlueGreenError("cannot create the deploy lock %s: %s" % (self.path, exc.strerror or exc)) from exc
-        try:
-            os.fchmod(fd, FILE_MODE)  # whatever the umask says
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(serialize(record))
-                handle.flush()
-                os.fsync(handle.fileno())
-        except BaseException:
-            os.unlink(self.path)
-            raise
-        self._sync_dir()
-        return True
-
-    def remove(self, expected):
-        """Remove the lock file if it still holds `expected`; return what was removed (None if gone).
-
-        The file is first renamed aside, so a lock that another run wrote in the
-        meantime is put back, never deleted.
-        """
-        aside = "%s.%s.releasing" % (self.path, uuid.uuid4().hex[:12])
-        try:
-            os.rename(self.path, aside)
-        except FileNotFoundError:
-            return None
-        found = self.read(aside)
-        if found is None or not same_record(found, expected):
-            try:
-                os.link(aside, self.path)
-            except FileExistsError:
-                pass
-            os.unlink(aside)
-            found = self.read() or found
-            raise LockRefused(
-                "the deploy lock of app '%s' changed while it was being removed; it is now held by %s "
-                "since %s: re-run" % (self.app, found.get("holder"), found.get("acquired_at")), found)
-        os.unlink(aside)
-        self._sync_dir()
-        return found
-
-    # -- states -------------------------------------------------------------
-
-    def take(self):
-        now = time.time()
-        existing = self.read()
-        token = self.token or uuid.uuid4().hex
-        action, message = decide_take(existing, self.token, now, self.stale_after, self.break_stale)
-        if action == TAKE_REFUSE:
-            raise LockRefused(message, existing)
-        if action == TAKE_KEEP:
-            self.result["lock"] = existing
-            self.set_diff(existing, existing)
-            return
-        record = new_record(self.app, self.holder, token, socket.gethostname(), now, self.info)
-        if action == TAKE_BREAK:
-            self.result["broken"] = existing
-        self.result.update(changed=True, lock=record)
-        self.set_diff(existing, record)
-        if self.check_mode:
-            return
-        if action == TAKE_BREAK:
-            self.remove(existing)
-        if not self.create(record):
-            taken = self.read()
-            if taken is None:
-                raise BlueGreenError("the deploy lock %s appeared and vanished while it was being taken: re-run"
-                                     % self.path)
-            self.result.update(changed=action == TAKE_BREAK, lock=None)
-            raise LockRefused(held_message(taken, time.time(), self.stale_after), taken)
-
-    def release(self):
-        existing = self.read()
-        action, message = decide_release(existing, self.token, self.force)
-        self.result["lock"] = existing
-        if action == RELEASE_NONE:
-            self.set_diff(None, None)
-            return
-        if action == RELEASE_REFUSE:
-            raise LockRefused(message, existing)
-        self.result["changed"] = True
-        self.set_diff(existing, None)
-        if self.check_mode:
-            return
-        removed = self.remove(existing)
-        if removed is None:
-            self.result.update(changed=False, lock=None)
-            self.set_diff(None, None)
-
-    def set_diff(self, before, after):
-        if self.diff_mode:
-            self.result["diff"] = dict(before=before or {}, after=after or {},
-                                       before_header=self.path, after_header=self.path)
+        self.lock = DeployLock(params["app"], params["state_dir"], self.result, holder=params["holder"],
+                               token=params["token"], force=params["force"], stale_after=params["stale_after"],
+                               break_stale=params["break_stale"], info=params["info"],
+                               check_mode=self.check_mode, diff_mode=self.diff_mode)
+        self.result.update(lock=None, broken=None, path=self.lock.path)
 
     def run(self):
-        try:
-            if self.state == "present":
-                self.take()
-            else:
-                self.release()
-        except LockRefused as exc:
-            self.result["lock"] = exc.record
-            raise
+        if self.state == "present":
+            self.lock.take()
+        else:
+            self.lock.release()
         return self.result
 
 

@@ -179,6 +179,50 @@ def test_prepared_with_every_image_present_changes_nothing_and_reports_the_platf
     assert result["compose_command"] == [DOCKER_BIN, "compose"]
 
 
+# -- lock and unlock: the deploy lock in the deploy's first and last calls ---------------------------
+
+def lock_file(tmp_path):
+    return tmp_path / "state" / "demo.lock"
+
+
+def test_prepared_takes_the_lock_first_and_that_is_no_change(color, tmp_path):
+    world = world_of("demo-blue")
+    result = ok(color(world, state="prepared", release="v2",
+                      lock={"token": "run-1", "holder": "ci deploying v2", "info": {"release": "v2"}}))
+    held = json.loads(lock_file(tmp_path).read_text())
+    assert (held["token"], held["holder"], held["info"]) == ("run-1", "ci deploying v2", {"release": "v2"})
+    assert result["lock"]["token"] == "run-1" and result["lock_failed"] is False and not result["changed"]
+    again = ok(color(world, state="prepared", release="v2", lock={"token": "run-1"}))
+    assert again["lock"]["acquired_epoch"] == held["acquired_epoch"], "the same run's lock is kept"
+
+
+def test_a_lock_another_run_holds_fails_the_call_before_anything_changes(color, tmp_path):
+    world = world_of(images={})
+    world.registry = {"lowspec-demo:v1": IMAGE}
+    ok(color(world_of("demo-blue"), state="prepared", lock={"token": "run-1", "holder": "alice deploying v1"}))
+    result = color(world, state="prepared", lock={"token": "run-2"})
+    assert result["failed"] and result["lock_failed"] is True
+    assert "alice deploying v1" in result["msg"] and result["lock"]["token"] == "run-1"
+    assert changing(world) == [] and compose_calls(world, "pull") == [], "nothing pulled under another run's lock"
+
+
+def test_unlock_releases_our_lock_once_the_call_has_finished(color, monkeypatch, clock, tmp_path):
+    ok(color(world_of(), state="prepared", lock={"token": "run-1"}))
+    monkeypatch.setattr(compose_project_color, "HealthChecker", FakeHealth([(False, 502, "HTTP 502")], clock))
+    waiting = ok(color(world_of(), color="green", state="started", services=["web"], health={"deadline": 30},
+                       wait_slice=10, journal=str(tmp_path / "demo.journal.json"), unlock="run-1"))
+    assert waiting["waiting"] and "unlocked" not in waiting and lock_file(tmp_path).exists(), "the call repeats"
+    done = ok(color(world_of(), color="green", state="started", services=["web"], wait=False, unlock="run-1"))
+    assert done["unlocked"] is True and not lock_file(tmp_path).exists()
+
+
+def test_unlock_leaves_another_runs_lock_in_place_with_a_warning(color, tmp_path):
+    ok(color(world_of(), state="prepared", lock={"token": "run-2", "holder": "bob deploying v3"}))
+    result = ok(color(world_of(), color="green", state="started", services=["web"], wait=False, unlock="run-1"))
+    assert "unlocked" not in result and json.loads(lock_file(tmp_path).read_text())["token"] == "run-2"
+    assert [w for w in result["warnings"] if "held by bob deploying v3" in w]
+
+
 def test_prepared_pulls_the_missing_images(color):
     world = world_of(images={})
     world.registry = {"lowspec-demo:v1": IMAGE}
