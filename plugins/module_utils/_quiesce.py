@@ -602,6 +602,7 @@ class CeleryQuiesceManager(Manager):
                 self.result["pools"][container["id"]]["after"] = entry["pool"]["after"]
                 continue
             self.journal.add(project, [entry])
+            entry["at"] = [e["at"] for e in self.journal.of(project) if e["id"] == entry["id"]][0]
             for node in sorted(sizes):
                 self._shrink_node(container, node, sizes[node], keep, deadline)
             self.result["pools"][container["id"]]["after"] = entry["pool"]["after"]

@@ -686,8 +686,9 @@ def test_shrink_ends_one_process_at_a_time_and_keeps_beat_and_the_consumers(quie
     assert world.workers[WORKER].pool == 1 and world.workers[WORKER].queues == ["celery"]
     assert world.state(BEAT) == "running" and [e for e in world.log if e[0] == "docker"] == []
     assert result["changed"] and result["drained"] is False
+    # `at`: when it was written down, just before its first pool_shrink (the deploy's first change).
     assert result["containers"] == [{"id": WORKER, "service": "worker", "action": "shrunk", "queues": [],
-                                     "pool": {"before": 3, "after": 1}}]
+                                     "pool": {"before": 3, "after": 1}, "at": 1800000000.0}]
     assert result["pools"] == {WORKER: {"before": 3, "after": 1}}
     assert result["beat_stopped"] == {"containers": [], "exited": False}
 
