@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The benchmark, one command from a fresh clone:
 #   bash bench/run.sh            full run: floor + naive, article, role (stop), role (shrink),
-#                                role (stop) with Mitogen (about 15 minutes on a shared 2-core
+#                                role (stop) with Mitogen (about 10 minutes on a shared 2-core
 #                                machine, plus about 2 for the virtualenv on a fresh clone)
 #   bash bench/run.sh --quick    short settings, for debugging the benchmark itself
 #   BENCH_ONLY=shrink,floor BENCH_BACKLOG=40 BENCH_STEADY_S=5 bash bench/run.sh --no-latest
