@@ -1827,16 +1827,23 @@ class ColorManager(Manager):
         self.result[name] = {"failed": False}
         return manager
 
-    def _retire(self, targets):
-        """The other color's workers, drained and stopped once this color's are ready (O(retire)); or None."""
-        options = self.params["retire"]
+    def _after_workers(self, name, targets):
+        """O(retire) or O(grow), checked: a step once this call's workers are ready; None when not asked for."""
+        options = self.params[name]
         if not options:
             return None
         if not self.celery:
-            raise BlueGreenError("retire needs celery: the Celery app and services of the color it retires")
+            raise BlueGreenError("%s needs celery: the Celery app and services of the workers it acts on" % name)
         if not set(targets) & set(self.worker_services):
-            raise BlueGreenError("retire drains the other color once this call's workers are ready: services must "
-                                 "include a worker service (%s)" % ", ".join(self.worker_services))
+            raise BlueGreenError("%s acts once this call's workers are ready: services must include a worker service "
+                                 "(%s)" % (name, ", ".join(self.worker_services)))
+        return options
+
+    def _retire(self, targets):
+        """The other color's workers, drained and stopped once this color's are ready (O(retire)); or None."""
+        options = self._after_workers("retire", targets)
+        if not options:
+            return None
         color = options["color"] or other_color(self.color)
         if color == self.color:
             raise BlueGreenError("retire.color %s is the color this call starts: retire the other one" % color)
@@ -1849,14 +1856,9 @@ class ColorManager(Manager):
 
     def _grow(self, targets):
         """This color's workers grown from their warm-up pool once the host has settled (O(grow)); or None."""
-        options = self.params["grow"]
+        options = self._after_workers("grow", targets)
         if not options:
             return None
-        if not self.celery:
-            raise BlueGreenError("grow needs celery: the Celery app and services of the workers it grows")
-        if not set(targets) & set(self.worker_services):
-            raise BlueGreenError("grow takes this call's workers to full size: services must include a worker "
-                                 "service (%s)" % ", ".join(self.worker_services))
         params = dict(self._celery_params(self.color), state="resumed", processes=options["processes"],
                       beat_services=[], pressure=self.params["pressure"])
         manager = self._within("grow", params)
