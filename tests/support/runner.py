@@ -120,6 +120,18 @@ def deploy(variables, check=False, env=None, args=(), playbook="deploy.yml"):
                         check=check, env=env, args=args)
 
 
+def timeline_env(path):
+    """The environment that has the benchmark's callback write each task's start and end to `path` (JSON lines)."""
+    return {"ANSIBLE_CALLBACK_PLUGINS": str(ROOT / "bench" / "callback_plugins"),
+            "ANSIBLE_CALLBACKS_ENABLED": "bench_timeline", "BENCH_TIMELINE": str(path)}
+
+
+def module_tasks(path):
+    """The names of a timeline's tasks that ran a module on the host (a task repeated by until counts once)."""
+    return sorted({e["task"] for e in map(json.loads, Path(path).read_text().splitlines())
+                   if e["event"] in ("ok", "failed", "retry") and e.get("on_host")})
+
+
 def run_on_pty(argv, script, timeout=600):
     """Run argv on a terminal; `script` is a list of (text to wait for, bytes to type)."""
     pid, leader = pty.fork()

@@ -17,7 +17,7 @@ import threading
 import time
 
 from tests.support.docker_cli import container_state, docker, project_containers
-from tests.support.runner import ROOT, deploy
+from tests.support.runner import deploy, module_tasks, timeline_env
 from tests.support.stack import TrafficProbe, assert_deployed, role_vars, states
 
 SHRINK = {
@@ -134,9 +134,7 @@ def test_shrink_mode_keeps_tasks_flowing_one_beat_and_rescues_by_growing_back(de
         time.sleep(1)
         start = time.time()
         timeline = tmp_path / "timeline.jsonl"
-        result = deploy(app_vars(stack, nginx, state_dir, "v2", **SHRINK), env={
-            "ANSIBLE_CALLBACK_PLUGINS": str(ROOT / "bench" / "callback_plugins"),
-            "ANSIBLE_CALLBACKS_ENABLED": "bench_timeline", "BENCH_TIMELINE": str(timeline)})
+        result = deploy(app_vars(stack, nginx, state_dir, "v2", **SHRINK), env=timeline_env(timeline))
         end = time.time()
         time.sleep(1)
     state = assert_deployed(result, stack, nginx, state_dir, "green", "v2")
@@ -164,6 +162,5 @@ def test_shrink_mode_keeps_tasks_flowing_one_beat_and_rescues_by_growing_back(de
     assert {(c["service"], c["action"]) for c in record["stopped"]} == {("beat", "stopped"), ("worker", "stopped")}
     # The new workers' start, the old workers' retirement, the pools' growth, the record and (no gate) the
     # lock's release are one module call; the lock is taken by the prepare call.
-    on_host = sorted({e["task"] for e in map(json.loads, timeline.read_text().splitlines())
-                      if e["event"] in ("ok", "failed", "retry") and e.get("on_host")})
+    on_host = module_tasks(timeline)
     assert len(on_host) == 3, on_host

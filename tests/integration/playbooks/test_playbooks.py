@@ -7,7 +7,8 @@ Two stacks, each shared by the tests of one scenario (module scope, torn down
 even when a test fails), so that the file runs in a few minutes:
 
 - the demo app (broker in the shared project), deployed v1 (blue) then v2
-  (green): rollback, a second rollback, status, cleanup. The tests run in file
+  (green): rollback and cleanup refused under another run's lock, rollback, a
+  second rollback, status, cleanup. The tests run in file
   order and each one starts from where the previous one left the stack;
 - a variant that keeps its Redis broker inside each colored project
   (colored_broker/compose.yml, docs/architecture.md decision 7, as the article's script
@@ -32,7 +33,7 @@ import pytest
 import requests
 
 from tests.support.docker_cli import compose, container_state, docker, project_containers
-from tests.support.runner import deploy
+from tests.support.runner import deploy, module_tasks, run_module, timeline_env
 from tests.support.stack import DemoStack, Nginx, TrafficProbe, role_vars
 
 COLORED_BROKER_DIR = Path(__file__).resolve().parent / "colored_broker"
@@ -55,8 +56,10 @@ class Site:
             del variables["bluegreen_release"]
         return variables
 
-    def run(self, playbook, release=None, **overrides):
-        return deploy(self.vars(release, **overrides), playbook=playbook)
+    def run(self, playbook, release=None, timeline=None, **overrides):
+        """Run a playbook; with `timeline`, the benchmark's callback writes its tasks there."""
+        return deploy(self.vars(release, **overrides), playbook=playbook,
+                      env=timeline_env(timeline) if timeline else None)
 
     @property
     def state_file(self):
@@ -122,13 +125,36 @@ def demo(tmp_path_factory):
         stack.teardown()
 
 
-def test_rollback_returns_traffic_to_the_previous_release_with_its_own_workers(demo):
+def test_rollback_and_cleanup_are_refused_while_another_run_holds_the_lock(demo):
+    lock = dict(app=demo.stack.app, state_dir=str(demo.state_dir), token="other-run", holder="night-operator deploying v3")
+    assert run_module("deploy_lock", dict(lock, state="present"))["rc"] == 0
+    containers = {color: {svc: (demo.ids(color, svc), demo.states(color, svc)) for svc in ("web", "worker", "beat")}
+                  for color in ("blue", "green")}
+    state = demo.state_file.read_text()
+    try:
+        for playbook in ("rollback.yml", "cleanup.yml"):
+            result = failed(demo.run(playbook))
+            assert "locked by night-operator deploying v3" in result.stdout, result.stdout[-3000:]
+            # Refused before anything changed; the other run's lock is left in place.
+            assert demo.public() == ("green", "v2")
+            assert demo.state_file.read_text() == state
+            assert {color: {svc: (demo.ids(color, svc), demo.states(color, svc)) for svc in ("web", "worker", "beat")}
+                    for color in ("blue", "green")} == containers
+            held = json.loads((demo.state_dir / ("%s.lock" % demo.stack.app)).read_text())
+            assert held["token"] == "other-run", held
+    finally:
+        run_module("deploy_lock", dict(lock, state="absent"))
+    demo.assert_unlocked()
+
+
+def test_rollback_returns_traffic_to_the_previous_release_with_its_own_workers(demo, tmp_path):
     blue = {svc: demo.ids("blue", svc) for svc in ("web", "worker", "beat")}
     green = {svc: demo.ids("green", svc) for svc in ("web", "worker", "beat")}
     assert demo.states("blue", "worker") == ["exited"] and demo.states("blue", "beat") == ["exited"]
 
+    timeline = tmp_path / "timeline.jsonl"
     with TrafficProbe(demo.proxy.url) as probe:
-        result = ok(demo.run("rollback.yml"))
+        result = ok(demo.run("rollback.yml", timeline=timeline))
 
     assert demo.public() == ("blue", "v1")
     assert probe.failures == [], "requests failed through the proxy during the rollback: %s" % probe.failures[:5]
@@ -154,6 +180,10 @@ def test_rollback_returns_traffic_to_the_previous_release_with_its_own_workers(d
     assert [h["release"] for h in state["history"]] == ["v1", "v2", "v1"]
     demo.assert_unlocked()
     assert "rolled back to blue v1 (from green v2" in result.stdout
+    # Six module executions: the read (taking the lock), the previous web, the quiesce, the resume, the
+    # switch and the record (releasing the lock); no deploy_lock call of its own.
+    on_host = module_tasks(timeline)
+    assert len(on_host) == 6, on_host
 
     # The resumed workers consume: tasks queued now complete, once each.
     uids = demo.stack.enqueue("blue", n=3, seconds=0.1)
@@ -235,13 +265,14 @@ def test_cleanup_refuses_while_the_recorded_colors_web_is_down(demo):
     demo.assert_unlocked()
 
 
-def test_cleanup_removes_only_the_idle_color_and_is_idempotent(demo):
+def test_cleanup_removes_only_the_idle_color_and_is_idempotent(demo, tmp_path):
     blue = project_containers(demo.stack.project("blue"))
     assert project_containers(demo.stack.project("green")), "green should still exist before the cleanup"
     state = demo.state_file.read_text()
 
+    timeline = tmp_path / "timeline.jsonl"
     with TrafficProbe(demo.proxy.url) as probe:
-        result = ok(demo.run("cleanup.yml"))
+        result = ok(demo.run("cleanup.yml", timeline=timeline))
 
     assert project_containers(demo.stack.project("green")) == {}
     assert project_containers(demo.stack.project("blue")) == blue
@@ -251,10 +282,15 @@ def test_cleanup_removes_only_the_idle_color_and_is_idempotent(demo):
     assert demo.state_file.read_text() == state
     assert "removed %s-green" % demo.stack.app in result.stdout
     demo.assert_unlocked()
+    # Three module executions: the idle color's read (taking the lock), the active web's, the removal
+    # (releasing the lock).
+    on_host = module_tasks(timeline)
+    assert len(on_host) == 3, on_host
 
     again = ok(demo.run("cleanup.yml"))
     assert recap_changed(again) == 0
     assert "nothing to clean up" in again.stdout
+    demo.assert_unlocked()
     assert project_containers(demo.stack.project("blue")) == blue
 
     status = ok(demo.run("status.yml")).stdout
