@@ -108,20 +108,25 @@ def celery_of(results):
                 yield c
 
 
+# Parts of a compose_project_color call whose stages sum up in their own `total`.
+NESTED_TOTALS = ("quiesce ", "retire ", "grow ")
+
+
 def own_time(timings):
     """The seconds a module timed itself: its `total`, else the sum of its stages
-    (compose_project_color's `ready` already holds its `workers_ready`, and the quiesce its
-    new web's call makes counts as its `total`)."""
+    (compose_project_color's `ready` already holds its `workers_ready`, and the quiesce, retire
+    and grow it makes count as their `total`)."""
     if "total" in timings:
         return float(timings["total"])
     return sum(float(v) for k, v in timings.items() if isinstance(v, (int, float)) and k != "workers_ready"
-               and not (k.startswith("quiesce ") and k != "quiesce total"))
+               and not (k.startswith(NESTED_TOTALS) and not k.endswith(" total")))
 
 
 def all_timings(result):
-    """A module result's stage timings, those of the quiesce and the switch compose_project_color makes included."""
+    """A module result's stage timings, those of the quiesce, switch, retire and grow compose_project_color
+    makes included."""
     timings = dict(result.get("timings") or {}) if isinstance(result.get("timings"), dict) else {}
-    for part in ("quiesce", "switch"):
+    for part in ("quiesce", "switch", "retire", "grow"):
         nested = result.get(part)
         if isinstance(nested, dict) and isinstance(nested.get("timings"), dict):
             timings.update(("%s %s" % (part, k), v) for k, v in nested["timings"].items())

@@ -59,7 +59,7 @@ class CallbackModule(CallbackBase):
     def _figures(self, result):
         found = result._result  # pylint: disable=protected-access
         figures = dict((key, found[key]) for key in ("timings", "celery", "attempts", "waiting", "restored", "switch",
-                                                     "quiesce") if key in found)
+                                                     "quiesce", "retire", "grow") if key in found)
         # The quiesce (celery_quiesce, or the one the new web's call makes first) writes each container
         # down, with its time, just before its first change.
         quiesced = found.get("quiesce") if isinstance(found.get("quiesce"), dict) else found
