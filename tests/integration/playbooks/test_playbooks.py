@@ -128,8 +128,11 @@ def demo(tmp_path_factory):
 def test_rollback_and_cleanup_are_refused_while_another_run_holds_the_lock(demo):
     lock = dict(app=demo.stack.app, state_dir=str(demo.state_dir), token="other-run", holder="night-operator deploying v3")
     assert run_module("deploy_lock", dict(lock, state="present"))["rc"] == 0
-    containers = {color: {svc: (demo.ids(color, svc), demo.states(color, svc)) for svc in ("web", "worker", "beat")}
-                  for color in ("blue", "green")}
+    def containers():
+        return {color: {svc: (demo.ids(color, svc), demo.states(color, svc)) for svc in ("web", "worker", "beat")}
+                for color in ("blue", "green")}
+
+    before = containers()
     state = demo.state_file.read_text()
     try:
         for playbook in ("rollback.yml", "cleanup.yml"):
@@ -138,8 +141,7 @@ def test_rollback_and_cleanup_are_refused_while_another_run_holds_the_lock(demo)
             # Refused before anything changed; the other run's lock is left in place.
             assert demo.public() == ("green", "v2")
             assert demo.state_file.read_text() == state
-            assert {color: {svc: (demo.ids(color, svc), demo.states(color, svc)) for svc in ("web", "worker", "beat")}
-                    for color in ("blue", "green")} == containers
+            assert containers() == before
             held = json.loads((demo.state_dir / ("%s.lock" % demo.stack.app)).read_text())
             assert held["token"] == "other-run", held
     finally:
