@@ -128,6 +128,7 @@ def demo(tmp_path_factory):
 def test_rollback_and_cleanup_are_refused_while_another_run_holds_the_lock(demo):
     lock = dict(app=demo.stack.app, state_dir=str(demo.state_dir), token="other-run", holder="night-operator deploying v3")
     assert run_module("deploy_lock", dict(lock, state="present"))["rc"] == 0
+
     def containers():
         return {color: {svc: (demo.ids(color, svc), demo.states(color, svc)) for svc in ("web", "worker", "beat")}
                 for color in ("blue", "green")}
